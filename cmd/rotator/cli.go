@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/vault"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes of CONTRACT.md.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitInvalid = 2
+)
+
+const usage = `rotator keeps Ocamba Hood integration credentials in step with Vault.
+
+Usage:
+  rotator once     --config FILE [--force] [--only NAME[,NAME...]]   one pass, then exit
+  rotator plan     --config FILE [--only NAME[,NAME...]]             what a pass would push, values masked
+  rotator validate --config FILE                                     check the file; touches no network
+  rotator version
+
+Common flags:
+  --config FILE         configuration file (default $ROTATOR_CONFIG)
+  --log-format FORMAT   json or text (default: text on a terminal, json otherwise)
+  --log-level LEVEL     debug, info, warn or error (default info)
+
+Exit codes: 0 success (or nothing to push), 1 at least one integration failed,
+2 invalid configuration or command line.
+`
+
+// env is the process environment, injected so tests are hermetic.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, env{stdout: stdout, stderr: stderr, getenv: os.Getenv})
+}
+
+func runWith(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return exitInvalid
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "once":
+		return cmdPass(ctx, cmd, rest, e)
+	case "plan":
+		return cmdPass(ctx, cmd, rest, e)
+	case "validate":
+		return cmdValidate(rest, e)
+	case "version", "--version", "-version":
+		fmt.Fprintf(e.stdout, "rotator %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(e.stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(e.stderr, "rotator: unknown command %q\n\n%s", cmd, usage)
+		return exitInvalid
+	}
+}
+
+// common holds the flags every command that reads a configuration takes.
+type common struct {
+	config    string
+	logFormat string
+	logLevel  string
+}
+
+func (c *common) register(fs *flag.FlagSet, getenv func(string) string) {
+	fs.StringVar(&c.config, "config", getenv("ROTATOR_CONFIG"), "configuration `file` (default $ROTATOR_CONFIG)")
+	fs.StringVar(&c.logFormat, "log-format", "", "log format: json or text (default: text on a terminal, json otherwise)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// logger builds the process logger on stderr.
+func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", c.logLevel)
+	}
+	format := c.logFormat
+	if format == "" {
+		format = "json"
+		if isTerminal(stderr) {
+			format = "text"
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not json or text", format)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// parseFlags parses a command's flags; it prints the problem and returns
+// false on a bad command line.
+func parseFlags(fs *flag.FlagSet, args []string, e env) bool {
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "rotator %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+// loadConfig loads and validates the configuration, printing every problem.
+func loadConfig(path string, e env) (*config.Config, bool) {
+	if path == "" {
+		fmt.Fprintln(e.stderr, "rotator: no configuration file: pass --config FILE or set $ROTATOR_CONFIG")
+		return nil, false
+	}
+	cfg, err := config.LoadAndValidate(path, e.getenv)
+	if err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			fmt.Fprintf(e.stderr, "%s: %d problem(s):\n", path, len(ve.Problems))
+			for _, p := range ve.Problems {
+				fmt.Fprintf(e.stderr, "  %s\n", p)
+			}
+		} else {
+			fmt.Fprintf(e.stderr, "rotator: %v\n", err)
+		}
+		return nil, false
+	}
+	return cfg, true
+}
+
+func cmdValidate(args []string, e env) int {
+	var c common
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	c.register(fs, e.getenv)
+	if !parseFlags(fs, args, e) {
+		return exitInvalid
+	}
+	cfg, ok := loadConfig(c.config, e)
+	if !ok {
+		return exitInvalid
+	}
+	fmt.Fprintf(e.stdout, "%s: valid, %d integration(s)\n", c.config, len(cfg.Integrations))
+	return exitOK
+}
+
+// onlyFlag collects --only NAME[,NAME...], repeatable.
+type onlyFlag []string
+
+func (o *onlyFlag) String() string { return strings.Join(*o, ",") }
+
+func (o *onlyFlag) Set(s string) error {
+	for _, name := range strings.Split(s, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			*o = append(*o, name)
+		}
+	}
+	return nil
+}
+
+// cmdPass runs `once` (push) or `plan` (dry run).
+func cmdPass(ctx context.Context, name string, args []string, e env) int {
+	var (
+		c     common
+		only  onlyFlag
+		force bool
+	)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	c.register(fs, e.getenv)
+	fs.Var(&only, "only", "run only these integrations (`NAME[,NAME...]`, repeatable)")
+	if name == "once" {
+		fs.BoolVar(&force, "force", false, "push even integrations whose settings have not changed")
+	}
+	if !parseFlags(fs, args, e) {
+		return exitInvalid
+	}
+	log, err := c.logger(e.stderr)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+		return exitInvalid
+	}
+	cfg, ok := loadConfig(c.config, e)
+	if !ok {
+		return exitInvalid
+	}
+
+	vc, err := vault.New(cfg.Vault, vault.Options{Logger: log, Getenv: e.getenv})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+		return exitInvalid
+	}
+	var reader rotate.SecretReader = vc
+	if err := vc.Login(ctx); err != nil {
+		log.Error("vault login failed", "error", err.Error())
+		reader = failingReader{err: fmt.Errorf("log in to vault: %w", err)}
+	}
+	hc, err := newHoodClient(cfg, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+		return exitInvalid
+	}
+	eng := rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, Getenv: e.getenv, Logger: log})
+	rep, err := eng.Pass(ctx, rotate.Request{Trigger: rotate.TriggerCLI, Force: force, DryRun: name == "plan", Only: only})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rotator %s: --only: %v\n", name, err)
+		return exitInvalid
+	}
+	printSummary(e.stdout, rep)
+	if rep.Failed() > 0 {
+		return exitFailed
+	}
+	return exitOK
+}
+
+func newHoodClient(cfg *config.Config, log *slog.Logger) (*hood.Client, error) {
+	h := cfg.Hood
+	return hood.New(hood.Options{
+		BaseURL:        h.BaseURL,
+		Timeout:        h.Timeout.D(),
+		Burst:          h.RateLimit.Burst,
+		PerMinute:      h.RateLimit.PerMinute,
+		MaxAttempts:    h.Retry.MaxAttempts,
+		InitialBackoff: h.Retry.InitialBackoff.D(),
+		MaxBackoff:     h.Retry.MaxBackoff.D(),
+		UserAgent:      "rotator/" + version,
+		Logger:         log,
+	})
+}
+
+// failingReader stands in for Vault when the login failed: every read fails
+// with the login's error, so each integration reports why.
+type failingReader struct{ err error }
+
+func (f failingReader) ReadKV(context.Context, string, string, int) (*vault.KV, error) {
+	return nil, f.err
+}
+
+// printSummary writes the human-readable table that ends `once` and `plan`.
+func printSummary(w io.Writer, rep rotate.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tPROVIDER\tVAULT\tOUTCOME")
+	counts := map[rotate.Result]int{}
+	for _, o := range rep.Outcomes {
+		counts[o.Result]++
+		ver := "-"
+		if o.VaultVersion > 0 {
+			ver = fmt.Sprintf("v%d", o.VaultVersion)
+		}
+		outcome := string(o.Result)
+		switch o.Result {
+		case rotate.ResultFailed:
+			outcome = "failed: " + oneLine(o.Error)
+		case rotate.ResultWouldPush, rotate.ResultPushed:
+			outcome += " (" + strings.Join(o.Settings, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Name, o.ID, o.Provider, ver, outcome)
+	}
+	tw.Flush()
+	var parts []string
+	for _, r := range []rotate.Result{rotate.ResultPushed, rotate.ResultWouldPush, rotate.ResultUnchanged, rotate.ResultFailed} {
+		if counts[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[r], r))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"nothing selected"}
+	}
+	fmt.Fprintf(w, "%d integration(s): %s\n", len(rep.Outcomes), strings.Join(parts, ", "))
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

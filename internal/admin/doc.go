@@ -1,0 +1,10 @@
+// Package admin is rotator's admin side: the HTTP server on admin.listen
+// (/healthz, /readyz, /metrics and the bearer-protected /v1 API that forces a
+// pass or reports each integration's status) and the Prometheus metrics the
+// daemon exports.
+//
+// Nothing here holds package-level state: metrics are registered on the
+// prometheus.Registerer the caller injects, and the server's token, service
+// and logger come in through Options. No secret value (the admin token, an
+// integration's settings) ever appears in an answer, a log line or an error.
+package admin

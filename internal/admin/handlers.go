@@ -1,0 +1,302 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ocamba-rotator/rotator/internal/rotate"
+)
+
+// Service is what the admin API drives: the daemon's scheduler and state.
+type Service interface {
+	// Rotate runs a forced pass (or a dry run) and blocks until it is done.
+	// It returns an error wrapping rotate.ErrUnknownIntegration when
+	// req.Only names an integration that is not configured; what happened
+	// to each integration is in the report, not in the error.
+	Rotate(ctx context.Context, req rotate.Request) (rotate.Report, error)
+	// Status returns one entry per configured integration.
+	Status() []IntegrationStatus
+	// Ready returns nil once the daemon is ready (configuration loaded,
+	// Vault login done), else the reason, e.g. "vault: not authenticated: …".
+	Ready() error
+}
+
+// IntegrationStatus is one integration's entry in GET /v1/status.
+type IntegrationStatus struct {
+	Name                string     `json:"name"`
+	ID                  string     `json:"id"`
+	Provider            string     `json:"provider"`
+	VaultVersion        int        `json:"vault_version"`
+	LastAttempt         *time.Time `json:"last_attempt"`
+	LastSuccess         *time.Time `json:"last_success"`
+	LastResult          string     `json:"last_result"`
+	LastError           string     `json:"last_error"`
+	TraceID             string     `json:"trace_id,omitempty"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	NextRun             *time.Time `json:"next_run"`
+}
+
+// queryDryRun is the one query parameter the POST routes take.
+const queryDryRun = "dry_run"
+
+func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeText(w, http.StatusOK, "ok")
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	if err := s.svc.Ready(); err != nil {
+		writeText(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeText(w, http.StatusOK, "ready")
+}
+
+// handleRotate serves POST /v1/rotate and POST /v1/rotate/{name}: a forced
+// pass, or a dry run with ?dry_run=true. The answer is the pass's report,
+// 200 even when some integrations failed (each outcome says so).
+func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
+	if err := drainBody(w, r, s.maxBody); err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read the request body")
+		return
+	}
+	dryRun, err := parseDryRun(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	req := rotate.Request{Trigger: rotate.TriggerAdmin, Force: true, DryRun: dryRun, Caller: r.RemoteAddr}
+	name := r.PathValue("name")
+	if name != "" {
+		req.Only = []string{name}
+	}
+
+	ctx, cancel := s.passContext(r.Context())
+	defer cancel()
+	rep, err := s.svc.Rotate(ctx, req)
+	clientGone := r.Context().Err() != nil
+	switch {
+	case errors.Is(err, rotate.ErrUnknownIntegration):
+		msg := "unknown integration"
+		if name != "" {
+			msg = fmt.Sprintf("unknown integration %q", name)
+		}
+		writeError(w, http.StatusNotFound, msg)
+	case err != nil && clientGone:
+		s.log.Warn("admin client went away; forced pass failed", "remote", r.RemoteAddr, "error", err.Error())
+	case err != nil:
+		s.log.Error("forced pass failed", "remote", r.RemoteAddr, "error", err.Error())
+		writeError(w, http.StatusInternalServerError, "the pass could not run; see the daemon's log")
+	case clientGone:
+		s.log.Warn("admin client went away before the pass finished", "remote", r.RemoteAddr,
+			"dry_run", rep.DryRun, "integrations", len(rep.Outcomes), "failed", rep.Failed())
+	default:
+		if rep.Outcomes == nil {
+			rep.Outcomes = []rotate.Outcome{}
+		}
+		writeJSON(w, http.StatusOK, rep)
+	}
+}
+
+// passContext is the context of a forced pass: it keeps the request's
+// values but not its cancellation, so that a client that goes away does not
+// stop a pass halfway; a Shutdown whose deadline expired does.
+func (s *Server) passContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(s.base, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	st := s.svc.Status()
+	if st == nil {
+		st = []IntegrationStatus{}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// drainBody reads and discards the request body, at most limit bytes; a
+// longer one is an *http.MaxBytesError (and the connection is closed after
+// the answer).
+func drainBody(w http.ResponseWriter, r *http.Request, limit int64) error {
+	if r.Body == nil {
+		return nil
+	}
+	_, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return fmt.Errorf("read request body: %w", err)
+	}
+	return nil
+}
+
+// parseDryRun reads the query of a POST: nothing, or dry_run=true|false
+// once. Any other parameter is refused, so that a misspelt "dryrun=true"
+// cannot start a real pass.
+func parseDryRun(rawQuery string) (bool, error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return false, errors.New("malformed query string")
+	}
+	for k := range q {
+		if k != queryDryRun {
+			return false, fmt.Errorf("unknown query parameter %q (only %s=true|false)", k, queryDryRun)
+		}
+	}
+	vs, ok := q[queryDryRun]
+	if !ok {
+		return false, nil
+	}
+	if len(vs) == 1 {
+		switch vs[0] {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("%s must be given once, as true or false", queryDryRun)
+}
+
+// jsonMux serves mux, but answers its 404 and 405 (with Allow) as JSON
+// errors like the rest of the /v1 API.
+func jsonMux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets the path values; Handler does not
+			return
+		}
+		c := &captureWriter{header: make(http.Header)}
+		h.ServeHTTP(c, r)
+		switch c.code {
+		case http.StatusNotFound:
+			writeError(w, c.code, "not found")
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", c.header.Get("Allow"))
+			writeError(w, c.code, fmt.Sprintf("method %s not allowed", r.Method))
+		default: // the redirect of a path that is not clean (/v1//status)
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// captureWriter records the status and headers of ServeMux's own
+// handlers (404, 405, redirects), and drops their plain-text body.
+type captureWriter struct {
+	header http.Header
+	code   int
+}
+
+func (c *captureWriter) Header() http.Header { return c.header }
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	return len(b), nil
+}
+
+func (c *captureWriter) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+
+// logRequests logs each request once it is answered: method, path (never
+// the query or any header), status, remote address and duration.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		level := slog.LevelInfo
+		switch {
+		case code >= 500:
+			level = slog.LevelError
+		case code == http.StatusUnauthorized || code == http.StatusForbidden:
+			level = slog.LevelWarn
+		}
+		s.log.LogAttrs(context.WithoutCancel(r.Context()), level, "admin request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", code),
+			slog.String("remote", r.RemoteAddr),
+			slog.String("duration", time.Since(start).String()),
+		)
+	})
+}
+
+// statusWriter remembers the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// errorBody is the JSON of every /v1 error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg})
+}
+
+// writeJSON encodes v before writing anything, so that an encoding failure
+// is still a clean 500.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		code = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"error": "cannot encode the answer"}` + "\n")
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeText(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
+}

@@ -1,0 +1,269 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocamba-rotator/rotator/internal/rotate"
+)
+
+// Metric names of CONTRACT.md.
+const (
+	MetricRotationsTotal       = "rotator_rotations_total"
+	MetricLastSuccessTimestamp = "rotator_last_success_timestamp_seconds"
+	MetricConsecutiveFailures  = "rotator_consecutive_failures"
+	MetricSecretVersion        = "rotator_secret_version"
+	MetricPassDuration         = "rotator_pass_duration_seconds"
+	MetricHoodRequestsTotal    = "rotator_hood_requests_total"
+	MetricHoodRequestDuration  = "rotator_hood_request_duration_seconds"
+	MetricVaultRequestsTotal   = "rotator_vault_requests_total"
+	MetricVaultAuthenticated   = "rotator_vault_authenticated"
+	MetricBuildInfo            = "rotator_build_info"
+)
+
+const (
+	labelIntegration = "integration"
+	labelProv        = "provider"
+	hoodCodeNoAnswer = "error" // the code label of a Hood attempt that got no HTTP answer
+)
+
+// Histogram buckets, in seconds.
+var (
+	// passDurationBuckets span a pass of one quick integration (0.1s) to a
+	// large, rate-limited one (10 minutes).
+	passDurationBuckets = []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+	// hoodRequestBuckets span one Hood API attempt, up to a slow 30s.
+	hoodRequestBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+)
+
+// countedResults are the results that rotator_rotations_total counts; every
+// retained integration has a series for each of them from the start.
+var countedResults = [...]rotate.Result{rotate.ResultPushed, rotate.ResultUnchanged, rotate.ResultFailed}
+
+// Metrics holds rotator's Prometheus collectors, registered on the
+// Registerer given to NewMetrics. It is safe for concurrent use. A nil
+// *Metrics ignores every call, so callers that run without metrics (the
+// one-shot CLI commands, tests) need no special case.
+type Metrics struct {
+	rotations           *prometheus.CounterVec
+	lastSuccess         *prometheus.GaugeVec
+	consecutiveFailures *prometheus.GaugeVec
+	secretVersion       *prometheus.GaugeVec
+	passDuration        *prometheus.HistogramVec
+	hoodRequests        *prometheus.CounterVec
+	hoodDuration        *prometheus.HistogramVec
+	vaultRequests       *prometheus.CounterVec
+	vaultAuthenticated  prometheus.Gauge
+	buildInfo           *prometheus.GaugeVec
+
+	mu sync.Mutex // serialises ObservePass and Retain over the per-integration series
+	// series: integration name -> providers it has per-integration series for.
+	series map[string]map[string]struct{}
+	// retained: name -> provider of the last Retain; nil until Retain is first called.
+	retained map[string]string
+}
+
+// NewMetrics creates rotator's collectors and registers them all on reg.
+// rotator_build_info{version,goversion} is set to 1. It fails if reg is nil
+// or refuses a collector (for instance, one already registered).
+func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("admin: new metrics: nil prometheus.Registerer")
+	}
+	m := &Metrics{
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricRotationsTotal,
+			Help: "Integration rotations by result (pushed, unchanged, failed); dry runs are not counted.",
+		}, []string{labelIntegration, labelProv, "result"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricLastSuccessTimestamp,
+			Help: "Unix time of the end of the last pass in which the integration was pushed or found unchanged.",
+		}, []string{labelIntegration, labelProv}),
+		consecutiveFailures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricConsecutiveFailures,
+			Help: "Failed rotations of the integration since its last success (observed by this process).",
+		}, []string{labelIntegration}),
+		secretVersion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricSecretVersion,
+			Help: "The Vault KV version of the integration's secret last pushed to Hood.",
+		}, []string{labelIntegration}),
+		passDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricPassDuration,
+			Help:    "Duration of rotation passes (dry runs excluded), by what started them.",
+			Buckets: passDurationBuckets,
+		}, []string{"trigger"}),
+		hoodRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricHoodRequestsTotal,
+			Help: `Hood API request attempts by method and HTTP status code ("error" when no answer came).`,
+		}, []string{"method", "code"}),
+		hoodDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricHoodRequestDuration,
+			Help:    "Duration of Hood API request attempts.",
+			Buckets: hoodRequestBuckets,
+		}, []string{"method"}),
+		vaultRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricVaultRequestsTotal,
+			Help: "Vault requests by operation and result.",
+		}, []string{"operation", "result"}),
+		vaultAuthenticated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricVaultAuthenticated,
+			Help: "1 while rotator holds a valid Vault login, 0 otherwise.",
+		}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: MetricBuildInfo,
+			Help: "Always 1; the labels say which rotator build is running.",
+		}, []string{"version", "goversion"}),
+		series: make(map[string]map[string]struct{}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.rotations, m.lastSuccess, m.consecutiveFailures, m.secretVersion, m.passDuration,
+		m.hoodRequests, m.hoodDuration, m.vaultRequests, m.vaultAuthenticated, m.buildInfo,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("admin: register metrics: %w", err)
+		}
+	}
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	return m, nil
+}
+
+// ObservePass records a finished pass: its duration (Finished-Started, when
+// both are set) in rotator_pass_duration_seconds{trigger}, and for each outcome the
+// per-integration series. A dry run is skipped entirely: it neither pushes
+// nor says anything about the health of a rotation.
+//
+// Once Retain has been called, outcomes of integrations it did not name
+// (with that provider) are ignored, so that a pass finishing after a reload
+// cannot bring back the series of a removed integration.
+func (m *Metrics) ObservePass(rep rotate.Report) {
+	if m == nil || rep.DryRun {
+		return
+	}
+	if !rep.Started.IsZero() && !rep.Finished.IsZero() {
+		m.passDuration.WithLabelValues(string(rep.Trigger)).Observe(max(0, rep.Finished.Sub(rep.Started).Seconds()))
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, o := range rep.Outcomes {
+		if m.retained != nil {
+			if p, ok := m.retained[o.Name]; !ok || p != o.Provider {
+				continue
+			}
+		}
+		switch o.Result {
+		case rotate.ResultPushed, rotate.ResultUnchanged, rotate.ResultFailed:
+		default:
+			continue // "would push" (or anything new) is not a rotation
+		}
+		m.track(o.Name, o.Provider)
+		m.rotations.WithLabelValues(o.Name, o.Provider, string(o.Result)).Inc()
+		switch o.Result {
+		case rotate.ResultPushed, rotate.ResultUnchanged:
+			m.lastSuccess.WithLabelValues(o.Name, o.Provider).Set(unixSeconds(rep.Finished))
+			m.consecutiveFailures.WithLabelValues(o.Name).Set(0)
+			if o.Result == rotate.ResultPushed {
+				m.secretVersion.WithLabelValues(o.Name).Set(float64(o.VaultVersion))
+			}
+		case rotate.ResultFailed:
+			m.consecutiveFailures.WithLabelValues(o.Name).Inc()
+		}
+	}
+}
+
+// ObserveHood records one Hood API attempt: its method, its HTTP status
+// code (0 when no answer came, recorded as code="error") and its duration.
+// Its signature matches hood.Options.Observe.
+func (m *Metrics) ObserveHood(method string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	c := hoodCodeNoAnswer
+	if code != 0 {
+		c = strconv.Itoa(code)
+	}
+	m.hoodRequests.WithLabelValues(method, c).Inc()
+	m.hoodDuration.WithLabelValues(method).Observe(max(0, d.Seconds()))
+}
+
+// ObserveVault counts one Vault request by operation (e.g. "login", "read")
+// and result (e.g. "ok", "error").
+func (m *Metrics) ObserveVault(operation, result string) {
+	if m == nil {
+		return
+	}
+	m.vaultRequests.WithLabelValues(operation, result).Inc()
+}
+
+// SetVaultAuthenticated sets rotator_vault_authenticated to 1 or 0.
+func (m *Metrics) SetVaultAuthenticated(ok bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.vaultAuthenticated.Set(v)
+}
+
+// Retain says which integrations are configured (name -> provider), at
+// start and after each reload. Every per-integration series of any other
+// integration, or of a kept integration under another provider, is deleted.
+// Each kept integration gets its rotator_rotations_total series for pushed,
+// unchanged and failed (at 0 if new) and its rotator_consecutive_failures
+// series, so that rate() and alerts work from the first scrape. Existing
+// values of kept series are left as they are.
+func (m *Metrics) Retain(integrations map[string]string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, providers := range m.series {
+		keep, kept := integrations[name]
+		for p := range providers {
+			if kept && p == keep {
+				continue
+			}
+			m.rotations.DeletePartialMatch(prometheus.Labels{labelIntegration: name, labelProv: p})
+			m.lastSuccess.DeleteLabelValues(name, p)
+			delete(providers, p)
+		}
+		if !kept {
+			m.consecutiveFailures.DeleteLabelValues(name)
+			m.secretVersion.DeleteLabelValues(name)
+			delete(m.series, name)
+		}
+	}
+	m.retained = make(map[string]string, len(integrations))
+	for name, p := range integrations {
+		m.retained[name] = p
+		m.track(name, p)
+		for _, r := range countedResults {
+			m.rotations.WithLabelValues(name, p, string(r))
+		}
+		m.consecutiveFailures.WithLabelValues(name)
+	}
+}
+
+// track notes that name has series under provider p. m.mu must be held.
+func (m *Metrics) track(name, p string) {
+	ps := m.series[name]
+	if ps == nil {
+		ps = make(map[string]struct{}, 1)
+		m.series[name] = ps
+	}
+	ps[p] = struct{}{}
+}
+
+// unixSeconds is t as fractional Unix seconds.
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / float64(time.Second)
+}

@@ -1,0 +1,434 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // timezone names resolve the same on every host, distroless included
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/ocamba-rotator/rotator/internal/hood"
+)
+
+// Problem is one thing wrong with a configuration file.
+type Problem struct {
+	Path    string // YAML path of the setting, e.g. "integrations[2].fields.api_kye"
+	Line    int    // line in the file, 0 when unknown
+	Message string
+}
+
+// String formats the problem as "path (line N): message", or
+// "path: message" when the line is unknown.
+func (p Problem) String() string {
+	switch {
+	case p.Path == "" && p.Line > 0:
+		return fmt.Sprintf("line %d: %s", p.Line, p.Message)
+	case p.Path == "":
+		return p.Message
+	case p.Line > 0:
+		return fmt.Sprintf("%s (line %d): %s", p.Path, p.Line, p.Message)
+	default:
+		return p.Path + ": " + p.Message
+	}
+}
+
+// ValidationError lists every problem found in a configuration file.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error returns the problems, one per line.
+func (e *ValidationError) Error() string {
+	s := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "\n")
+}
+
+// sortProblems orders problems by line, then path; problems of one path
+// keep their order.
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Line != ps[j].Line {
+			return ps[i].Line < ps[j].Line
+		}
+		return ps[i].Path < ps[j].Path
+	})
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	idPattern   = regexp.MustCompile(`^[0-9]+$`)
+)
+
+// Validate checks the meaning of the settings (Parse has checked their
+// shape) and returns nil, or a *ValidationError with every problem found,
+// sorted by line then path. getenv is consulted for VAULT_TOKEN only. On
+// success Validate also records the parsed time zone (see Location).
+// Validate expects the defaults applied (Load and Parse do it; see
+// ApplyDefaults). It touches neither the network nor the file system.
+func (c *Config) Validate(getenv func(string) string) error {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	v := &validator{c: c}
+	v.vault(getenv)
+	v.hood()
+	v.schedule("schedule", c.Schedule)
+	v.timing()
+	v.admin()
+	v.integrations()
+	if len(v.problems) == 0 {
+		return nil
+	}
+	sortProblems(v.problems)
+	return &ValidationError{Problems: v.problems}
+}
+
+// validator collects the problems of one Validate call.
+type validator struct {
+	c        *Config
+	problems []Problem
+}
+
+// add records a problem at path, on the line where path is written.
+func (v *validator) add(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: path, Line: v.c.Line(path), Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) vault(getenv func(string) string) {
+	va := v.c.Vault
+	if va.Address == "" {
+		v.add("vault.address", "required: set it here or in $VAULT_ADDR")
+	} else if msg := checkHTTPURL(va.Address); msg != "" {
+		v.add("vault.address", "%s", msg)
+	}
+
+	a := va.Auth
+	const p = "vault.auth."
+	// only reports a parameter that the chosen method does not use.
+	only := func(key, value, methods string) {
+		if value != "" {
+			v.add(p+key, "only used by method %s", methods)
+		}
+	}
+	switch a.Method {
+	case "token":
+		if a.TokenFile == "" && getenv("VAULT_TOKEN") == "" {
+			v.add(p+"token_file", "required for method token when $VAULT_TOKEN is not set")
+		}
+		only("mount", a.Mount, "approle or kubernetes")
+		only("role_id", a.RoleID, "approle")
+		only("secret_id_file", a.SecretIDFile, "approle")
+		only("role", a.Role, "kubernetes")
+		only("jwt_file", a.JWTFile, "kubernetes")
+	case "approle":
+		if a.RoleID == "" {
+			v.add(p+"role_id", "required for method approle")
+		}
+		if a.SecretIDFile == "" {
+			v.add(p+"secret_id_file", "required for method approle")
+		}
+		only("token_file", a.TokenFile, "token")
+		only("role", a.Role, "kubernetes")
+		only("jwt_file", a.JWTFile, "kubernetes")
+	case "kubernetes":
+		if a.Role == "" {
+			v.add(p+"role", "required for method kubernetes")
+		}
+		only("token_file", a.TokenFile, "token")
+		only("role_id", a.RoleID, "approle")
+		only("secret_id_file", a.SecretIDFile, "approle")
+	default:
+		v.add(p+"method", "must be one of token, approle, kubernetes; got %q", a.Method)
+	}
+	if a.Mount != "" && a.Method != "token" {
+		if msg := checkKVPath(a.Mount); msg != "" {
+			v.add(p+"mount", "%s", msg)
+		}
+	}
+}
+
+func (v *validator) hood() {
+	h := v.c.Hood
+	u, err := url.Parse(h.BaseURL)
+	switch {
+	case err != nil:
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		v.add("hood.base_url", "not a valid URL: %v", err)
+	case u.Scheme == "" || u.Host == "":
+		v.add("hood.base_url", "must be an absolute URL such as %s", DefaultHoodBaseURL)
+	case u.Scheme == "http" && !h.AllowInsecureHTTP:
+		v.add("hood.base_url", "plain http is refused; set hood.allow_insecure_http: true to allow it")
+	case u.Scheme != "https" && u.Scheme != "http":
+		v.add("hood.base_url", "scheme must be https, got %q", u.Scheme)
+	case u.User != nil:
+		v.add("hood.base_url", "must not hold credentials (the API token is set in hood.token)")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(h.BaseURL, "#"):
+		v.add("hood.base_url", "must not have a query or fragment")
+	}
+
+	t := h.Token
+	if (t.Vault == nil) == (t.Env == "") {
+		v.add("hood.token", "set exactly one of vault or env")
+	}
+	if r := t.Vault; r != nil {
+		const p = "hood.token.vault."
+		if msg := checkKVPath(r.Mount); msg != "" {
+			v.add(p+"mount", "%s", msg)
+		}
+		if msg := checkKVPath(r.Path); msg != "" {
+			v.add(p+"path", "%s", msg)
+		}
+		if r.Key == "" {
+			v.add(p+"key", "required")
+		}
+		if r.KVVersion != 1 && r.KVVersion != 2 {
+			v.add(p+"kv_version", "must be 1 or 2, got %d", r.KVVersion)
+		}
+	}
+	if t.Env != "" && !validEnvName(t.Env) {
+		// Never show the value: it may be the token itself, written in
+		// place of the variable's name.
+		v.add("hood.token.env", "must be the name of an environment variable (letters, digits and _, not starting with a digit), not its value")
+	}
+
+	if h.Timeout <= 0 {
+		v.add("hood.timeout", "must be greater than 0, got %s", h.Timeout)
+	}
+	rl := h.RateLimit
+	if rl.Burst < 1 {
+		v.add("hood.rate_limit.burst", "must be at least 1, got %d", rl.Burst)
+	}
+	if rl.PerMinute < 1 {
+		v.add("hood.rate_limit.per_minute", "must be at least 1, got %d", rl.PerMinute)
+	}
+	if rl.Burst >= 1 && rl.PerMinute >= 1 && rl.Burst > rl.PerMinute {
+		v.add("hood.rate_limit.burst", "must not exceed per_minute (%d), got %d", rl.PerMinute, rl.Burst)
+	}
+	r := h.Retry
+	if r.MaxAttempts < 1 || r.MaxAttempts > 10 {
+		v.add("hood.retry.max_attempts", "must be between 1 and 10, got %d", r.MaxAttempts)
+	}
+	if r.InitialBackoff <= 0 {
+		v.add("hood.retry.initial_backoff", "must be greater than 0, got %s", r.InitialBackoff)
+	}
+	if r.MaxBackoff <= 0 {
+		v.add("hood.retry.max_backoff", "must be greater than 0, got %s", r.MaxBackoff)
+	}
+	if r.InitialBackoff > 0 && r.MaxBackoff > 0 && r.InitialBackoff > r.MaxBackoff {
+		v.add("hood.retry.initial_backoff", "must not exceed max_backoff (%s), got %s", r.MaxBackoff, r.InitialBackoff)
+	}
+	if h.MaxInFlight < 1 || h.MaxInFlight > 64 {
+		v.add("hood.max_in_flight", "must be between 1 and 64, got %d", h.MaxInFlight)
+	}
+}
+
+// schedule checks the cron expression at path.
+func (v *validator) schedule(path, spec string) {
+	if err := checkCron(spec); err != nil {
+		v.add(path, "invalid schedule %q: %v (want 5 cron fields such as \"0 3 * * *\", or @hourly, @daily, @every 90s)", clip(spec), err)
+	}
+}
+
+// timing checks the time zone and jitter.
+func (v *validator) timing() {
+	v.c.loc = nil
+	if loc, err := time.LoadLocation(v.c.Timezone); err != nil {
+		v.add("timezone", "%v (want an IANA name such as UTC or Europe/Belgrade)", err)
+	} else {
+		v.c.loc = loc
+	}
+	if v.c.Jitter < 0 {
+		v.add("jitter", "must not be negative, got %s", v.c.Jitter)
+	}
+}
+
+func (v *validator) admin() {
+	_, port, err := net.SplitHostPort(v.c.Admin.Listen)
+	if err == nil {
+		if _, perr := strconv.ParseUint(port, 10, 16); perr != nil {
+			err = fmt.Errorf("port %q is not a number from 0 to 65535", port)
+		}
+	}
+	if err != nil {
+		v.add("admin.listen", "want host:port such as %s: %v", DefaultAdminListen, err)
+	}
+	if v.c.State.Path == "" {
+		v.add("state.path", "required")
+	}
+}
+
+func (v *validator) integrations() {
+	if len(v.c.Integrations) == 0 {
+		v.add("integrations", "at least one integration is required")
+		return
+	}
+	validProviders := strings.Join(hood.ProviderKeys(), ", ")
+	names := map[string]int{}
+	ids := map[string]int{}
+	for i, in := range v.c.Integrations {
+		p := indexPath("integrations", i)
+
+		switch first, dup := names[in.Name]; {
+		case in.Name == "":
+			v.add(p+".name", "required")
+		case !namePattern.MatchString(in.Name):
+			v.add(p+".name", "must be 1 to 64 letters, digits, '-' or '_', got %q", clip(in.Name))
+		case dup:
+			v.add(p+".name", "duplicate name %q (first at integrations[%d])", in.Name, first)
+		default:
+			names[in.Name] = i
+		}
+
+		switch first, dup := ids[in.ID]; {
+		case in.ID == "":
+			v.add(p+".id", "required: the Hood integration id")
+		case !idPattern.MatchString(in.ID):
+			v.add(p+".id", "must be decimal digits, got %q", clip(in.ID))
+		case len(in.ID) > 20:
+			v.add(p+".id", "must be at most 20 digits, got %d", len(in.ID))
+		case dup:
+			v.add(p+".id", "duplicate id %q (first at integrations[%d]): two entries would fight over one Hood integration", in.ID, first)
+		default:
+			ids[in.ID] = i
+		}
+
+		pr, known := hood.LookupProvider(in.Provider)
+		switch {
+		case in.Provider == "":
+			v.add(p+".provider", "required (valid: %s)", validProviders)
+		case !known:
+			v.add(p+".provider", "unknown provider %q (valid: %s)", clip(in.Provider), validProviders)
+		}
+
+		s := in.Source
+		if msg := checkKVPath(s.Mount); msg != "" {
+			v.add(p+".source.mount", "%s", msg)
+		}
+		if msg := checkKVPath(s.Path); msg != "" {
+			v.add(p+".source.path", "%s", msg)
+		}
+		if s.KVVersion != 1 && s.KVVersion != 2 {
+			v.add(p+".source.kv_version", "must be 1 or 2, got %d", s.KVVersion)
+		}
+
+		for _, k := range sortedKeys(in.Fields) {
+			fp := keyPath(p+".fields", k)
+			if known && !pr.HasField(k) {
+				v.add(fp, "%s", notASetting(pr))
+			}
+			if in.Fields[k] == "" {
+				v.add(fp, "empty: write the name of the key in the Vault secret")
+			}
+		}
+		for _, k := range sortedKeys(in.Static) {
+			sp := keyPath(p+".static", k)
+			if _, mapped := in.Fields[k]; mapped {
+				v.add(sp, "also set in fields: a setting comes either from Vault (fields) or from static, not both")
+			}
+			if !known {
+				continue
+			}
+			f, ok := pr.Field(k)
+			switch {
+			case !ok:
+				v.add(sp, "%s", notASetting(pr))
+			case f.Secret:
+				v.add(sp, "%s is a secret setting of provider %s: a secret setting must come from Vault (map it under fields)", k, pr.Key)
+			}
+		}
+
+		if in.Schedule != "" {
+			v.schedule(p+".schedule", in.Schedule)
+		}
+		if in.OnVerifyFailure != "keep" && in.OnVerifyFailure != "rollback" {
+			v.add(p+".on_verify_failure", "must be keep or rollback, got %q", clip(in.OnVerifyFailure))
+		}
+	}
+}
+
+// notASetting is the message for a fields or static key that provider pr
+// does not have.
+func notASetting(pr hood.Provider) string {
+	return fmt.Sprintf("not a setting of provider %s (settings: %s); Hood would silently drop it",
+		pr.Key, strings.Join(pr.FieldNames(), ", "))
+}
+
+// checkHTTPURL returns why s is not an absolute http or https URL, or "".
+func checkHTTPURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "must be an http or https URL such as http://127.0.0.1:8200"
+	}
+	return ""
+}
+
+// checkKVPath returns what is wrong with a Vault mount or secret path, or "".
+func checkKVPath(s string) string {
+	switch {
+	case s == "":
+		return "required"
+	case strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/"):
+		return `must not start or end with "/"`
+	}
+	for seg := range strings.SplitSeq(s, "/") {
+		switch seg {
+		case "..":
+			return `must not contain a ".." segment`
+		case ".":
+			return `must not contain a "." segment`
+		case "":
+			return `must not contain an empty segment ("//")`
+		}
+	}
+	return ""
+}
+
+// checkCron parses spec as the scheduler will, with cron.ParseStandard.
+func checkCron(spec string) (err error) {
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		if !strings.Contains(spec, " ") {
+			// The parser would index out of range on this.
+			return errors.New("a TZ= prefix must be followed by a space and a schedule")
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cron parser failed: %v", r)
+		}
+	}()
+	if _, err := cron.ParseStandard(spec); err != nil {
+		return err
+	}
+	// The parser turns any @every below 1s, 0 and negative included, into
+	// 1s: refuse what would not mean what it says.
+	const every = "@every "
+	if i := strings.Index(spec, every); i >= 0 {
+		if d, err := time.ParseDuration(spec[i+len(every):]); err == nil && d < time.Second {
+			return fmt.Errorf("@every needs at least 1s, got %s", d)
+		}
+	}
+	return nil
+}
+
+// sortedKeys returns the keys of m, sorted.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,199 @@
+package hood
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+// fakeLimiter returns a limiter on a FakeClock starting at t0.
+func fakeLimiter(burst, perLong int, short, long, margin time.Duration) (*limiter, *FakeClock, time.Time) {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	fc := NewFakeClock(t0)
+	l := newLimiter(burst, perLong, short, long, margin)
+	l.now, l.sleep = fc.Now, fc.Sleep
+	return l, fc, t0
+}
+
+// startTimes calls Wait n times and returns when each call was let through.
+func startTimes(t *testing.T, l *limiter, fc *FakeClock, n int) []time.Time {
+	t.Helper()
+	out := make([]time.Time, 0, n)
+	for i := range n {
+		if err := l.Wait(context.Background()); err != nil {
+			t.Fatalf("Wait #%d: got error %v, want nil", i+1, err)
+		}
+		out = append(out, fc.Now())
+	}
+	return out
+}
+
+func TestLimiterBurstWindow(t *testing.T) {
+	l, fc, t0 := fakeLimiter(10, 150, time.Second, time.Minute, 25*time.Millisecond)
+	starts := startTimes(t, l, fc, 11)
+	for i, s := range starts[:10] {
+		if !s.Equal(t0) {
+			t.Errorf("start #%d: got t0+%v, want t0 (no wait)", i+1, s.Sub(t0))
+		}
+	}
+	// The 11th waits until the first leaves the 1s+25ms window.
+	if got, want := starts[10].Sub(t0), time.Second+25*time.Millisecond; got != want {
+		t.Errorf("start #11: got t0+%v, want t0+%v", got, want)
+	}
+	if got, want := fc.Sleeps(), []time.Duration{time.Second + 25*time.Millisecond}; !slices.Equal(got, want) {
+		t.Errorf("sleeps: got %v, want %v", got, want)
+	}
+}
+
+func TestLimiterLongWindow(t *testing.T) {
+	const margin = 25 * time.Millisecond
+	l, fc, t0 := fakeLimiter(10, 15, time.Second, time.Minute, margin)
+	starts := startTimes(t, l, fc, 17)
+	tests := []struct {
+		n    int // 1-based start number
+		want time.Duration
+	}{
+		{1, 0}, {10, 0},
+		{11, time.Second + margin}, {15, time.Second + margin}, // burst window slid, long window has room
+		{16, time.Minute + margin}, // long window full until the first 10 leave
+		{17, time.Minute + margin}, // ten left at once, so the burst allows it
+	}
+	for _, tt := range tests {
+		if got := starts[tt.n-1].Sub(t0); got != tt.want {
+			t.Errorf("start #%d: got t0+%v, want t0+%v", tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestLimiterNeverExceedsWindows drives the limiter with an irregular
+// demand and checks every start against both windows, and that the
+// allowance is fully used.
+func TestLimiterNeverExceedsWindows(t *testing.T) {
+	const (
+		burst, perLong = 5, 12
+		short, long    = 100 * time.Millisecond, time.Second
+		margin         = 5 * time.Millisecond
+	)
+	l, fc, t0 := fakeLimiter(burst, perLong, short, long, margin)
+	var starts []time.Time
+	for i := range 60 {
+		if i%7 == 3 { // idle now and then
+			_ = fc.Sleep(context.Background(), time.Duration(i)*3*time.Millisecond)
+		}
+		if err := l.Wait(context.Background()); err != nil {
+			t.Fatalf("Wait: got %v, want nil", err)
+		}
+		starts = append(starts, fc.Now())
+	}
+	for i, s := range starts {
+		var inShort, inLong int
+		for _, p := range starts[:i] {
+			if p.After(s.Add(-short - margin)) {
+				inShort++
+			}
+			if p.After(s.Add(-long - margin)) {
+				inLong++
+			}
+		}
+		if inShort >= burst {
+			t.Errorf("start #%d at t0+%v: got %d earlier starts in the short window, want < %d", i+1, s.Sub(t0), inShort, burst)
+		}
+		if inLong >= perLong {
+			t.Errorf("start #%d at t0+%v: got %d earlier starts in the long window, want < %d", i+1, s.Sub(t0), inLong, perLong)
+		}
+	}
+	// 60 starts at 12 per 1.005s need at least 4 full long windows and no more
+	// than about 5 (the idle pauses add a little).
+	if got := starts[len(starts)-1].Sub(t0); got < 4*(long+margin) || got > 5*(long+margin)+time.Second {
+		t.Errorf("60 starts took t0+%v, want between %v and %v", got, 4*(long+margin), 5*(long+margin)+time.Second)
+	}
+}
+
+func TestLimiterHold(t *testing.T) {
+	l, fc, t0 := fakeLimiter(10, 150, time.Second, time.Minute, 0)
+	l.holdUntil(t0.Add(3 * time.Second))
+	l.holdUntil(t0.Add(time.Second)) // an earlier hold does not shorten it
+	starts := startTimes(t, l, fc, 1)
+	if got, want := starts[0].Sub(t0), 3*time.Second; got != want {
+		t.Errorf("start after hold: got t0+%v, want t0+%v", got, want)
+	}
+}
+
+func TestLimiterWaitEndsWithContext(t *testing.T) {
+	tests := []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 20*time.Millisecond)
+		}, context.DeadlineExceeded},
+		{"canceled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLimiter(1, 10, time.Hour, time.Hour, 0) // real clock
+			if err := l.Wait(context.Background()); err != nil {
+				t.Fatalf("first Wait: got %v, want nil", err)
+			}
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			if err := l.Wait(ctx); !errors.Is(err, tt.want) {
+				t.Errorf("second Wait: got %v, want %v", err, tt.want)
+			}
+			l.mu.Lock()
+			n := len(l.starts)
+			l.mu.Unlock()
+			if n != 1 {
+				t.Errorf("recorded starts: got %d, want 1 (a failed Wait records none)", n)
+			}
+		})
+	}
+}
+
+// TestLimiterInFlightCountsUntilDone checks that a request sent through
+// acquire stays inside every window while in flight and then counts from
+// when it was done, not from when it was let through.
+func TestLimiterInFlightCountsUntilDone(t *testing.T) {
+	const short = 100 * time.Millisecond
+	l, fc, t0 := fakeLimiter(2, 100, short, time.Hour, 0)
+	ctx := context.Background()
+	a, err := l.acquire(ctx)
+	if err != nil {
+		t.Fatalf("acquire a: %v", err)
+	}
+	if _, err := l.acquire(ctx); err != nil {
+		t.Fatalf("acquire b: %v", err)
+	}
+	if d, _, _ := l.reserve(false); d != blocked {
+		t.Fatalf("reserve with 2 in flight: got %v, want blocked", d)
+	}
+
+	started := make(chan time.Time)
+	go func() {
+		if err := l.Wait(ctx); err != nil {
+			t.Errorf("Wait: got %v, want nil", err)
+		}
+		started <- fc.Now()
+	}()
+	_ = fc.Sleep(ctx, 250*time.Millisecond) // a is answered 250ms after it was let through
+	l.done(a)
+	if got, want := (<-started).Sub(t0), 250*time.Millisecond+short; got != want {
+		t.Errorf("third start: got t0+%v, want t0+%v (a's answer + window)", got, want)
+	}
+}
+
+func TestLimiterDoneUnknownIDIgnored(t *testing.T) {
+	l, fc, t0 := fakeLimiter(1, 10, time.Second, time.Hour, 0)
+	l.done(42) // never acquired: no effect, no panic
+	starts := startTimes(t, l, fc, 2)
+	if got, want := starts[1].Sub(t0), time.Second; got != want {
+		t.Errorf("second start: got t0+%v, want t0+%v", got, want)
+	}
+}

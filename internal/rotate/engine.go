@@ -1,0 +1,375 @@
+// Package rotate is rotator's engine: one pass reads each distinct Vault
+// secret once, builds every selected integration's settings, pushes them to
+// Hood with a bounded number in flight, and reports one outcome per
+// integration. One failing integration never stops the others.
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/vault"
+)
+
+// SecretReader reads one Vault KV secret.
+type SecretReader interface {
+	ReadKV(ctx context.Context, mount, path string, kvVersion int) (*vault.KV, error)
+}
+
+// Pusher sends an integration's settings to Hood.
+type Pusher interface {
+	UpdateSettings(ctx context.Context, token secret.Value, id string, settings map[string]secret.Value) error
+}
+
+// Trigger says what started a pass.
+type Trigger string
+
+// The triggers of CONTRACT.md (the `trigger` label of rotator_pass_duration_seconds).
+const (
+	TriggerSchedule Trigger = "schedule"
+	TriggerAdmin    Trigger = "admin"
+	TriggerStartup  Trigger = "startup"
+	TriggerCLI      Trigger = "cli"
+)
+
+// Result is the outcome of one integration in a pass.
+type Result string
+
+// The results of CONTRACT.md.
+const (
+	ResultPushed    Result = "pushed"
+	ResultUnchanged Result = "unchanged"
+	ResultFailed    Result = "failed"
+	ResultWouldPush Result = "would push"
+)
+
+// ErrUnknownIntegration is returned by Pass when Request.Only names an
+// integration that the configuration does not have.
+var ErrUnknownIntegration = errors.New("unknown integration")
+
+// Request says what a pass does.
+type Request struct {
+	Trigger Trigger
+	Force   bool     // bypass change detection
+	DryRun  bool     // build and report, push nothing, send nothing to Hood
+	Only    []string // integration names; empty means all
+	Caller  string   // who asked: the admin client's address, for logs and audit
+}
+
+// Outcome is what happened to one integration in a pass. It never holds a
+// secret value: Err's text is built from names and paths only.
+type Outcome struct {
+	Name         string        `json:"name"`
+	ID           string        `json:"id"`
+	Provider     string        `json:"provider"`
+	VaultPath    string        `json:"vault_path"`
+	VaultVersion int           `json:"vault_version"`
+	Result       Result        `json:"result"`
+	Error        string        `json:"error,omitempty"`
+	TraceID      string        `json:"trace_id,omitempty"`
+	Settings     []string      `json:"settings,omitempty"` // names of the settings pushed (or to push)
+	Warnings     []string      `json:"warnings,omitempty"`
+	Started      time.Time     `json:"started"`
+	Duration     time.Duration `json:"duration_ns"`
+	Err          error         `json:"-"`
+}
+
+// Report is the result of one pass.
+type Report struct {
+	Trigger  Trigger   `json:"trigger"`
+	DryRun   bool      `json:"dry_run"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Outcomes []Outcome `json:"outcomes"`
+}
+
+// Failed counts the failed outcomes.
+func (r Report) Failed() int {
+	n := 0
+	for _, o := range r.Outcomes {
+		if o.Result == ResultFailed {
+			n++
+		}
+	}
+	return n
+}
+
+// Options are the engine's collaborators.
+type Options struct {
+	Vault  SecretReader
+	Hood   Pusher
+	Getenv func(string) string // for hood.token.env; default: none set
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Engine runs passes over one configuration. It is safe for concurrent use,
+// but callers (the scheduler) keep passes from overlapping.
+type Engine struct {
+	cfg    *config.Config
+	vault  SecretReader
+	hood   Pusher
+	getenv func(string) string
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns an engine for a validated configuration.
+func New(cfg *config.Config, opts Options) *Engine {
+	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, getenv: opts.Getenv, log: opts.Logger, now: opts.Now}
+	if e.getenv == nil {
+		e.getenv = func(string) string { return "" }
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	return e
+}
+
+// sourceKey identifies one Vault secret; a pass reads each key once.
+type sourceKey struct {
+	mount, path string
+	kv          int
+}
+
+func (k sourceKey) String() string { return k.mount + "/" + k.path }
+
+type read struct {
+	kv  *vault.KV
+	err error
+}
+
+// Select returns the integrations a request names, in configuration order.
+func (e *Engine) Select(only []string) ([]config.Integration, error) {
+	if len(only) == 0 {
+		return e.cfg.Integrations, nil
+	}
+	var out []config.Integration
+	var unknown []string
+	for _, name := range only {
+		i := slices.IndexFunc(e.cfg.Integrations, func(in config.Integration) bool { return in.Name == name })
+		if i < 0 {
+			unknown = append(unknown, name)
+			continue
+		}
+		if !slices.ContainsFunc(out, func(in config.Integration) bool { return in.Name == name }) {
+			out = append(out, e.cfg.Integrations[i])
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownIntegration, unknown)
+	}
+	// Keep configuration order whatever the order of names.
+	slices.SortStableFunc(out, func(a, b config.Integration) int {
+		return e.index(a.Name) - e.index(b.Name)
+	})
+	return out, nil
+}
+
+func (e *Engine) index(name string) int {
+	return slices.IndexFunc(e.cfg.Integrations, func(in config.Integration) bool { return in.Name == name })
+}
+
+// Pass runs one pass. The error is only for a request it cannot run (an
+// unknown name); what happened to each integration is in the report.
+func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
+	selected, err := e.Select(req.Only)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Trigger: req.Trigger, DryRun: req.DryRun, Started: e.now()}
+	log := e.log.With("trigger", string(req.Trigger), "dry_run", req.DryRun)
+	log.Info("pass started", "integrations", len(selected))
+
+	reads := e.readSources(ctx, selected)
+
+	var token secret.Value
+	var tokenErr error
+	if !req.DryRun {
+		token, tokenErr = e.hoodToken(ctx)
+		if tokenErr != nil {
+			log.Error("cannot read the Hood token", "error", tokenErr.Error())
+		}
+	}
+
+	outcomes := make([]Outcome, len(selected))
+	type job struct {
+		i     int
+		built Built
+	}
+	var jobs []job
+	for i, in := range selected {
+		o := Outcome{Name: in.Name, ID: in.ID, Provider: in.Provider, Started: e.now()}
+		k := keyOf(in.Source)
+		o.VaultPath = k.String()
+		r := reads[k]
+		if r.kv != nil {
+			o.VaultVersion = r.kv.Version
+		}
+		var built Built
+		switch {
+		case r.err != nil:
+			o.Err = r.err
+		case tokenErr != nil:
+			o.Err = fmt.Errorf("read Hood token: %w", tokenErr)
+		default:
+			built, o.Err = BuildSettings(in, r.kv)
+			o.Settings = built.Names()
+			o.Warnings = built.Warnings
+		}
+		outcomes[i] = o
+		if o.Err != nil {
+			continue
+		}
+		if req.DryRun {
+			outcomes[i].Result = ResultWouldPush
+			continue
+		}
+		jobs = append(jobs, job{i: i, built: built})
+	}
+
+	// Push with at most MaxInFlight in flight. The Hood client's limiter
+	// keeps the request rate inside Hood's windows.
+	workers := max(1, min(e.cfg.Hood.MaxInFlight, len(jobs)))
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				in := selected[j.i]
+				o := &outcomes[j.i]
+				if err := ctx.Err(); err != nil {
+					o.Err = fmt.Errorf("pass stopped before the push: %w", err)
+					continue
+				}
+				start := e.now()
+				o.Err = e.hood.UpdateSettings(ctx, token, in.ID, j.built.Settings)
+				o.Duration = e.now().Sub(start)
+				if o.Err == nil {
+					o.Result = ResultPushed
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+
+	for i := range outcomes {
+		o := &outcomes[i]
+		if o.Err != nil {
+			o.Result = ResultFailed
+			o.Error = o.Err.Error()
+			var apiErr *hood.APIError
+			if errors.As(o.Err, &apiErr) {
+				o.TraceID = apiErr.TraceID
+			}
+		}
+		e.logOutcome(log, *o)
+	}
+	rep.Outcomes = outcomes
+	rep.Finished = e.now()
+	log.Info("pass finished", "integrations", len(outcomes), "failed", rep.Failed(), "duration", rep.Finished.Sub(rep.Started).String())
+	return rep, nil
+}
+
+func (e *Engine) logOutcome(log *slog.Logger, o Outcome) {
+	attrs := []any{
+		"integration", o.Name, "id", o.ID, "provider", o.Provider,
+		"vault_path", o.VaultPath, "vault_version", o.VaultVersion, "result", string(o.Result),
+	}
+	for _, w := range o.Warnings {
+		log.Warn("integration warning", append(attrs, "warning", w)...)
+	}
+	if o.Err != nil {
+		if o.TraceID != "" {
+			attrs = append(attrs, "trace_id", o.TraceID)
+		}
+		log.Error("integration failed", append(attrs, "error", o.Error)...)
+		return
+	}
+	log.Info("integration done", append(attrs, "settings", o.Settings)...)
+}
+
+func keyOf(s config.Source) sourceKey {
+	return sourceKey{mount: s.Mount, path: s.Path, kv: s.KVVersion}
+}
+
+// readSources reads each distinct secret of the selected integrations once,
+// a few at a time.
+func (e *Engine) readSources(ctx context.Context, selected []config.Integration) map[sourceKey]read {
+	var keys []sourceKey
+	seen := map[sourceKey]bool{}
+	for _, in := range selected {
+		k := keyOf(in.Source)
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	out := make(map[sourceKey]read, len(keys))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, k := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			kv, err := e.vault.ReadKV(ctx, k.mount, k.path, k.kv)
+			if err == nil && kv == nil {
+				err = fmt.Errorf("read %s: no secret returned", k)
+			}
+			mu.Lock()
+			out[k] = read{kv: kv, err: err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// hoodToken reads the Hood API token: from Vault at every pass (the token
+// itself expires and is rolled), or from the environment.
+func (e *Engine) hoodToken(ctx context.Context) (secret.Value, error) {
+	t := e.cfg.Hood.Token
+	if t.Env != "" {
+		v := e.getenv(t.Env)
+		if v == "" {
+			return secret.Value{}, fmt.Errorf("environment variable %s is not set or empty", t.Env)
+		}
+		return secret.New(v), nil
+	}
+	if t.Vault == nil {
+		return secret.Value{}, errors.New("no Hood token source configured")
+	}
+	ref := t.Vault
+	kv, err := e.vault.ReadKV(ctx, ref.Mount, ref.Path, ref.KVVersion)
+	if err != nil {
+		return secret.Value{}, err
+	}
+	if kind, bad := kv.NonString[ref.Key]; bad {
+		return secret.Value{}, fmt.Errorf("vault key %q of %s/%s is a %s, want a string", ref.Key, ref.Mount, ref.Path, kind)
+	}
+	v, ok := kv.Data[ref.Key]
+	if !ok || v.IsZero() {
+		return secret.Value{}, fmt.Errorf("vault key %q of %s/%s is missing or empty", ref.Key, ref.Mount, ref.Path)
+	}
+	return v, nil
+}

@@ -1,0 +1,8 @@
+package rotate_test
+
+import "github.com/ocamba-rotator/rotator/internal/hood"
+
+func providerHas(provider, name string) bool {
+	p, ok := hood.LookupProvider(provider)
+	return ok && p.HasField(name)
+}

@@ -1,0 +1,473 @@
+// Package vault is rotator's Vault client: it logs in (token, AppRole or
+// Kubernetes auth) and reads KV v1 and v2 secrets, classifying failures into
+// Kinds that callers branch on (permission denied, not found, sealed,
+// unreachable, unauthenticated). Secret values come back as secret.Value and
+// never appear in an error or a log line.
+//
+// A Client is safe for concurrent use. It makes one HTTP request per call
+// (vault/api's own retries are off: rotator decides when to retry), except
+// that ReadKV logs in first when the client is not authenticated, and, when a
+// read is denied because the token itself is no longer valid, logs in again
+// once and repeats the read (see ReadKV).
+package vault
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"github.com/hashicorp/vault/api/auth/kubernetes"
+
+	"github.com/ocamba-rotator/rotator/internal/config"
+)
+
+// DefaultTimeout bounds each Vault request when Options.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+// Auth methods (config.VaultAuth.Method).
+const (
+	MethodToken      = "token"
+	MethodAppRole    = "approle"
+	MethodKubernetes = "kubernetes"
+)
+
+// Operation and result names passed to Options.Observe.
+const (
+	OpLogin  = "login"
+	OpRead   = "read"
+	ResultOK = "ok"
+	// ResultError is any failed request, a 404 included.
+	ResultError = "error"
+)
+
+// Options are the Client's collaborators; all are optional.
+type Options struct {
+	// Logger receives debug and warning lines (never secret values).
+	// Default: discard.
+	Logger *slog.Logger
+	// Timeout bounds each Vault request. Default: DefaultTimeout.
+	Timeout time.Duration
+	// Observe is called once per Vault request with the operation (OpLogin
+	// for logins and token look-ups, OpRead for KV reads) and the result
+	// (ResultOK or ResultError), for metrics. It must be safe for
+	// concurrent use.
+	Observe func(operation, result string)
+	// Getenv reads VAULT_TOKEN for the token method. Default: os.Getenv.
+	// (The vault/api defaults, VAULT_ADDR, VAULT_CACERT and the like, are
+	// read by api.DefaultConfig from the process environment.)
+	Getenv func(string) string
+}
+
+// Client is rotator's Vault client. Create it with New, then Login.
+type Client struct {
+	cfg     config.Vault
+	method  string
+	mount   string // auth mount of approle/kubernetes
+	addr    string
+	timeout time.Duration
+	log     *slog.Logger
+	observe func(operation, result string)
+	getenv  func(string) string
+
+	api      *api.Client // reads; holds the login token
+	loginAPI *api.Client // logins and token checks; holds a token only during a token login
+
+	loginMu sync.Mutex // serialises logins (and the use of loginAPI)
+
+	mu            sync.Mutex // guards the fields below
+	authenticated bool
+	gen           uint64      // bumped by every successful login
+	authSecret    *api.Secret // what the last login returned (auth info for renewal)
+}
+
+// New creates a client for cfg without contacting Vault. It starts from
+// api.DefaultConfig (which honours VAULT_ADDR, VAULT_CACERT and the other
+// VAULT_* variables); cfg.Address, cfg.Namespace and cfg.CACert override
+// them when set. vault/api's retries are turned off, and a $VAULT_TOKEN that
+// vault/api would pick up by itself is dropped: the token comes from Login.
+// Errors are *Error of KindInvalid (Op "configure"), such as a CA file that
+// cannot be read or holds no certificate.
+func New(cfg config.Vault, opts Options) (*Client, error) {
+	c := &Client{
+		cfg:     cfg,
+		method:  cfg.Auth.Method,
+		timeout: opts.Timeout,
+		log:     opts.Logger,
+		observe: opts.Observe,
+		getenv:  opts.Getenv,
+	}
+	if c.method == "" {
+		c.method = MethodToken
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.observe == nil {
+		c.observe = func(string, string) {}
+	}
+	if c.getenv == nil {
+		c.getenv = os.Getenv
+	}
+	invalid := func(detail string, err error) error {
+		return &Error{Op: "configure", Kind: KindInvalid, Detail: detail, Err: err}
+	}
+	switch c.method {
+	case MethodToken:
+	case MethodAppRole, MethodKubernetes:
+		c.mount = strings.Trim(cfg.Auth.Mount, "/")
+		if c.mount == "" {
+			c.mount = c.method
+		}
+	default:
+		return nil, invalid(fmt.Sprintf("unknown auth method %q (want token, approle or kubernetes)", c.method), ErrInvalid)
+	}
+
+	var err error
+	if c.api, err = c.newAPI(); err != nil {
+		return nil, err
+	}
+	if c.loginAPI, err = c.newAPI(); err != nil {
+		return nil, err
+	}
+	c.addr = c.api.Address()
+	return c, nil
+}
+
+// newAPI builds one vault/api client from the defaults and c.cfg.
+func (c *Client) newAPI() (*api.Client, error) {
+	invalid := func(detail string, err error) error {
+		return &Error{Op: "configure", Kind: KindInvalid, Detail: detail, Err: err}
+	}
+	ac := api.DefaultConfig()
+	if ac.Error != nil {
+		return nil, invalid("read VAULT_* environment: "+ac.Error.Error(), ac.Error)
+	}
+	if c.cfg.Address != "" {
+		ac.Address = c.cfg.Address
+		ac.AgentAddress = "" // $VAULT_AGENT_ADDR would win over Address
+	}
+	ac.MaxRetries = 0
+	ac.Timeout = c.timeout
+	ac.Limiter = nil
+	if c.cfg.CACert != "" {
+		if err := checkCACert(c.cfg.CACert); err != nil {
+			return nil, invalid(err.Error(), err)
+		}
+		if err := ac.ConfigureTLS(&api.TLSConfig{CACert: c.cfg.CACert}); err != nil {
+			return nil, invalid(fmt.Sprintf("ca_cert %s: %v", c.cfg.CACert, err), err)
+		}
+	}
+	client, err := api.NewClient(ac)
+	if err != nil {
+		return nil, invalid(fmt.Sprintf("create client for %q: %v", ac.Address, err), err)
+	}
+	// api.NewClient takes $VAULT_TOKEN by itself; the token comes from Login.
+	client.ClearToken()
+	if c.cfg.Namespace != "" {
+		client.SetNamespace(c.cfg.Namespace)
+	}
+	return client, nil
+}
+
+// checkCACert checks that path is a readable PEM file with a certificate.
+func checkCACert(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read ca_cert: %w", err)
+	}
+	for rest := b; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return fmt.Errorf("ca_cert %s holds no PEM certificate", path)
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("parse ca_cert %s: %w", path, err)
+		}
+		return nil
+	}
+}
+
+// Address is the Vault address the client talks to.
+func (c *Client) Address() string { return c.addr }
+
+// Login logs in with the configured method and keeps the token for reads:
+//
+//   - token: the token in auth.token_file (surrounding space trimmed), else
+//     $VAULT_TOKEN (through Options.Getenv), checked with a token look-up
+//     (auth/token/lookup-self); a refused token is KindUnauthenticated.
+//   - approle: role_id and the secret id read from secret_id_file, at the
+//     auth mount (default "approle").
+//   - kubernetes: role and the service account JWT read from jwt_file, at the
+//     auth mount (default "kubernetes").
+//
+// Files are read at each login, so rotated credentials are picked up.
+// Errors are *Error with Op "login": KindInvalid before any request (missing
+// file, no token), KindUnauthenticated when Vault refuses the credentials,
+// KindSealed, KindUnreachable. A refused login (KindUnauthenticated or
+// KindInvalid) leaves the client unauthenticated; a sealed or unreachable
+// Vault leaves the previous login, if any, in force.
+func (c *Client) Login(ctx context.Context) error {
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	return c.loginLocked(ctx)
+}
+
+// loginLocked logs in; c.loginMu is held.
+func (c *Client) loginLocked(ctx context.Context) error {
+	base := Error{Op: OpLogin, Method: c.method, Mount: c.mount, Addr: c.addr}
+	sec, token, err := c.doLogin(ctx, base)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && (e.Kind == KindUnauthenticated || e.Kind == KindInvalid) {
+			c.mu.Lock()
+			c.authenticated = false
+			c.mu.Unlock()
+		}
+		c.log.WarnContext(ctx, "vault login failed", "method", c.method, "error", err.Error())
+		return err
+	}
+	c.mu.Lock()
+	c.api.SetToken(token) // with gen, under mu: see ReadKV
+	c.authenticated = true
+	c.gen++
+	c.authSecret = sec
+	c.mu.Unlock()
+	renewable, ttl := authInfo(sec)
+	c.log.DebugContext(ctx, "vault login succeeded", "method", c.method, "renewable", renewable, "ttl", ttl)
+	return nil
+}
+
+// doLogin performs one login and returns what Vault answered and the token.
+func (c *Client) doLogin(ctx context.Context, base Error) (*api.Secret, string, error) {
+	invalid := func(detail string, err error) error {
+		e := base
+		e.Kind, e.Detail, e.Err = KindInvalid, detail, err
+		return &e
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", classify(base, err)
+	}
+	var method api.AuthMethod
+	switch c.method {
+	case MethodToken:
+		return c.tokenLogin(ctx, base)
+	case MethodAppRole:
+		a := c.cfg.Auth
+		if a.RoleID == "" {
+			return nil, "", invalid("auth.role_id is empty", ErrInvalid)
+		}
+		if a.SecretIDFile == "" {
+			return nil, "", invalid("auth.secret_id_file is empty", ErrInvalid)
+		}
+		if err := checkNonEmptyFile("secret_id_file", a.SecretIDFile); err != nil {
+			return nil, "", invalid(err.Error(), err)
+		}
+		m, err := approle.NewAppRoleAuth(a.RoleID, &approle.SecretID{FromFile: a.SecretIDFile}, approle.WithMountPath(c.mount))
+		if err != nil {
+			return nil, "", invalid("set up approle login: "+err.Error(), err)
+		}
+		method = m
+	case MethodKubernetes:
+		a := c.cfg.Auth
+		jwtFile := a.JWTFile
+		if jwtFile == "" {
+			jwtFile = config.DefaultJWTFile
+		}
+		if a.Role == "" {
+			return nil, "", invalid("auth.role is empty", ErrInvalid)
+		}
+		if err := checkNonEmptyFile("jwt_file", jwtFile); err != nil {
+			return nil, "", invalid(err.Error(), err)
+		}
+		m, err := kubernetes.NewKubernetesAuth(a.Role,
+			kubernetes.WithServiceAccountTokenPath(jwtFile),
+			kubernetes.WithMountPath(c.mount))
+		if err != nil {
+			return nil, "", invalid("set up kubernetes login: "+err.Error(), err)
+		}
+		method = m
+	default:
+		return nil, "", invalid(fmt.Sprintf("unknown auth method %q", c.method), ErrInvalid)
+	}
+
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	sec, err := method.Login(rctx, c.loginAPI)
+	if err != nil {
+		c.observe(OpLogin, ResultError)
+		e := classify(base, err)
+		if e.Kind == KindUnauthenticated && strings.Contains(e.Detail, "permission denied") {
+			e.Detail += fmt.Sprintf(" (is the %s auth method enabled at auth/%s?)", c.method, c.mount)
+		}
+		return nil, "", e
+	}
+	c.observe(OpLogin, ResultOK)
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+		e := base
+		e.Kind, e.Detail = KindOther, "vault answered the login without a token"
+		return nil, "", &e
+	}
+	return sec, sec.Auth.ClientToken, nil
+}
+
+// tokenLogin takes the token from auth.token_file or $VAULT_TOKEN and checks
+// it with a look-up of itself.
+func (c *Client) tokenLogin(ctx context.Context, base Error) (*api.Secret, string, error) {
+	invalid := func(detail string, err error) error {
+		e := base
+		e.Kind, e.Detail, e.Err = KindInvalid, detail, err
+		return &e
+	}
+	var token string
+	if f := c.cfg.Auth.TokenFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, "", invalid("read token_file: "+err.Error(), err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, "", invalid(fmt.Sprintf("token_file %s is empty", f), ErrInvalid)
+		}
+	} else {
+		token = strings.TrimSpace(c.getenv("VAULT_TOKEN"))
+		if token == "" {
+			return nil, "", invalid("no token: auth.token_file is not set and VAULT_TOKEN is empty", ErrInvalid)
+		}
+	}
+	c.loginAPI.SetToken(token)
+	defer c.loginAPI.ClearToken()
+	sec, err := c.lookupSelf(ctx, c.loginAPI)
+	if err != nil {
+		e := classify(base, err)
+		if e.Kind == KindUnauthenticated {
+			e.Detail = "token is invalid, expired or revoked (" + e.Detail + ")"
+		}
+		return nil, "", e
+	}
+	return sec, token, nil
+}
+
+// lookupSelf looks up the token of client, observed as a login request.
+func (c *Client) lookupSelf(ctx context.Context, client *api.Client) (*api.Secret, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	sec, err := client.Auth().Token().LookupSelfWithContext(rctx)
+	if err != nil {
+		c.observe(OpLogin, ResultError)
+		return nil, err
+	}
+	c.observe(OpLogin, ResultOK)
+	if sec == nil {
+		return nil, errors.New("token look-up answered nothing")
+	}
+	return sec, nil
+}
+
+// checkNonEmptyFile reports a file, named by its setting, that cannot be
+// read or is empty. The contents are not kept.
+func checkNonEmptyFile(setting, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", setting, err)
+	}
+	if strings.TrimSpace(string(b)) == "" {
+		return fmt.Errorf("%s %s is empty", setting, path)
+	}
+	return nil
+}
+
+// Authenticated reports whether the last login succeeded and the token has
+// not since been found invalid.
+func (c *Client) Authenticated() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.authenticated
+}
+
+// AuthInfo returns whether the token of the last successful login is
+// renewable and its TTL as Vault reported it at login (0: never expires, or
+// no login yet).
+func (c *Client) AuthInfo() (renewable bool, ttl time.Duration) {
+	c.mu.Lock()
+	sec := c.authSecret
+	c.mu.Unlock()
+	return authInfo(sec)
+}
+
+func authInfo(sec *api.Secret) (bool, time.Duration) {
+	if sec == nil {
+		return false, 0
+	}
+	renewable, err := sec.TokenIsRenewable()
+	if err != nil {
+		renewable = false
+	}
+	ttl, err := sec.TokenTTL()
+	if err != nil {
+		ttl = 0
+	}
+	return renewable, ttl
+}
+
+// generation returns the login generation and whether the client is
+// authenticated.
+func (c *Client) generation() (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen, c.authenticated
+}
+
+// ensureLogin logs in unless the client is authenticated.
+func (c *Client) ensureLogin(ctx context.Context) error {
+	if _, ok := c.generation(); ok {
+		return nil
+	}
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	if _, ok := c.generation(); ok {
+		return nil
+	}
+	return c.loginLocked(ctx)
+}
+
+// changedSince reports whether a login succeeded since generation seen.
+func (c *Client) changedSince(seen uint64) bool {
+	gen, _ := c.generation()
+	return gen != seen
+}
+
+// relogin logs in again unless another login succeeded since generation seen.
+func (c *Client) relogin(ctx context.Context, seen uint64) error {
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	if gen, ok := c.generation(); ok && gen != seen {
+		return nil
+	}
+	return c.loginLocked(ctx)
+}
+
+// markInvalid records that the token of login generation seen is no longer
+// valid.
+func (c *Client) markInvalid(seen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == seen {
+		c.authenticated = false
+	}
+}
