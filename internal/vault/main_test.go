@@ -2,6 +2,8 @@ package vault_test
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"os"
@@ -182,4 +184,12 @@ func wantKind(t *testing.T, err error, want vault.Kind, sentinel error) *vault.E
 		t.Errorf("errors.Is(%v, %v): got false, want true", err, sentinel)
 	}
 	return e
+}
+
+// uniq returns prefix with a random suffix, for mounts and paths that must
+// be new on a server shared by the package's tests (and by -count runs).
+func uniq(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
 }

@@ -246,20 +246,34 @@ func TestKubernetesLoginErrors(t *testing.T) {
 	}
 }
 
-func TestKubernetesLoginWithoutTheAuthMethod(t *testing.T) {
-	// The real server has no kubernetes auth method mounted: Vault answers
-	// 403 to its login path.
+func TestKubernetesLoginAgainstOpenBao(t *testing.T) {
+	// No Kubernetes API here for TokenReview, so no login can succeed: this
+	// checks what Vault answers to the request the client makes.
 	s := vaulttest.Require(t, srv)
 	h := newHarness(t)
+	if err := s.EnableAuth(t.Context(), "k8s-no-roles", "kubernetes"); err != nil {
+		t.Fatal(err)
+	}
 	jwt := "eyJ." + sentinel
 	h.secret(jwt)
-	c := h.client(config.Vault{Address: s.Addr, Auth: config.VaultAuth{
-		Method: "kubernetes", Role: "rotator", JWTFile: writeFile(t, "jwt", jwt)}}, nil)
-	err := h.seen(c.Login(t.Context()))
-	wantKind(t, err, vault.KindUnauthenticated, vault.ErrUnauthenticated)
-	want := "login with kubernetes at auth/kubernetes: unauthenticated: permission denied (is the kubernetes auth method enabled at auth/kubernetes?)"
-	if err.Error() != want {
-		t.Errorf("error: got %q, want %q", err, want)
+	tests := []struct {
+		name, mount, want string
+	}{
+		{"auth method not enabled", "",
+			"login with kubernetes at auth/kubernetes: unauthenticated: permission denied (is the kubernetes auth method enabled at auth/kubernetes?)"},
+		{"enabled, role unknown", "k8s-no-roles",
+			`login with kubernetes at auth/k8s-no-roles: unauthenticated: invalid role name "rotator"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := h.client(config.Vault{Address: s.Addr, Auth: config.VaultAuth{
+				Method: "kubernetes", Mount: tt.mount, Role: "rotator", JWTFile: writeFile(t, "jwt", jwt)}}, nil)
+			err := h.seen(c.Login(t.Context()))
+			wantKind(t, err, vault.KindUnauthenticated, vault.ErrUnauthenticated)
+			if err.Error() != tt.want {
+				t.Errorf("error: got %q, want %q", err, tt.want)
+			}
+		})
 	}
 }
 

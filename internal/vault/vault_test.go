@@ -215,13 +215,14 @@ func TestReadKV(t *testing.T) {
 	if err := s.EnableKV(ctx, "kv1", 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutKV(ctx, "secret", "ocamba/twilio", map[string]any{"auth_token": "old", "account_sid": "AC1"}); err != nil {
+	p := uniq("ocamba") // new paths on each run
+	if _, err := s.PutKV(ctx, "secret", p+"/twilio", map[string]any{"auth_token": "old", "account_sid": "AC1"}); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := s.PutKV(ctx, "secret", "ocamba/twilio", map[string]any{"auth_token": sentinel, "account_sid": "AC1"}); err != nil || v != 2 {
+	if v, err := s.PutKV(ctx, "secret", p+"/twilio", map[string]any{"auth_token": sentinel, "account_sid": "AC1"}); err != nil || v != 2 {
 		t.Fatalf("second write: got version %d, %v; want 2", v, err)
 	}
-	if _, err := s.PutKV(ctx, "kv1", "ocamba/legacy", map[string]any{"api_key": sentinel}); err != nil {
+	if _, err := s.PutKV(ctx, "kv1", p+"/legacy", map[string]any{"api_key": sentinel}); err != nil {
 		t.Fatal(err)
 	}
 	mixed := map[string]any{
@@ -233,10 +234,10 @@ func TestReadKV(t *testing.T) {
 		"list":    []any{sentinel},
 		"nothing": nil,
 	}
-	if _, err := s.PutKV(ctx, "secret", "ocamba/mixed", mixed); err != nil {
+	if _, err := s.PutKV(ctx, "secret", p+"/mixed", mixed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutKV(ctx, "kv1", "ocamba/mixed", mixed); err != nil {
+	if _, err := s.PutKV(ctx, "kv1", p+"/mixed", mixed); err != nil {
 		t.Fatal(err)
 	}
 
@@ -252,18 +253,18 @@ func TestReadKV(t *testing.T) {
 		wantData      map[string]string
 		wantNonString map[string]string
 	}{
-		{"kv v2, second version", "secret", "ocamba/twilio", 2, 2, 2,
+		{"kv v2, second version", "secret", p + "/twilio", 2, 2, 2,
 			map[string]string{"auth_token": sentinel, "account_sid": "AC1"}, map[string]string{}},
-		{"kv version 0 means 2", "secret", "ocamba/twilio", 0, 2, 2,
+		{"kv version 0 means 2", "secret", p + "/twilio", 0, 2, 2,
 			map[string]string{"auth_token": sentinel, "account_sid": "AC1"}, map[string]string{}},
-		{"slashes trimmed", "/secret/", "/ocamba/twilio/", 2, 2, 2,
+		{"slashes trimmed", "/secret/", "/" + p + "/twilio/", 2, 2, 2,
 			map[string]string{"auth_token": sentinel, "account_sid": "AC1"}, map[string]string{}},
-		{"kv v1", "kv1", "ocamba/legacy", 1, 0, 1,
+		{"kv v1", "kv1", p + "/legacy", 1, 0, 1,
 			map[string]string{"api_key": sentinel}, map[string]string{}},
-		{"kv v2 non-string values", "secret", "ocamba/mixed", 2, 1, 2,
+		{"kv v2 non-string values", "secret", p + "/mixed", 2, 1, 2,
 			map[string]string{"api_key": sentinel},
 			map[string]string{"port": "number", "ratio": "number", "enabled": "boolean", "nested": "object", "list": "array", "nothing": "null"}},
-		{"kv v1 non-string values", "kv1", "ocamba/mixed", 1, 0, 1,
+		{"kv v1 non-string values", "kv1", p + "/mixed", 1, 0, 1,
 			map[string]string{"api_key": sentinel},
 			map[string]string{"port": "number", "ratio": "number", "enabled": "boolean", "nested": "object", "list": "array", "nothing": "null"}},
 	}
@@ -304,20 +305,21 @@ func TestReadKVNotFound(t *testing.T) {
 	if err := s.EnableKV(ctx, "kv1-notfound", 1); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"nf/deleted", "nf/destroyed"} {
+	nf := uniq("nf") // new paths on each run
+	for _, p := range []string{nf + "/deleted", nf + "/destroyed"} {
 		for range 3 {
 			if _, err := s.PutKV(ctx, "secret", p, map[string]any{"k": sentinel}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if err := s.DeleteKV(ctx, "secret", "nf/deleted"); err != nil {
+	if err := s.DeleteKV(ctx, "secret", nf+"/deleted"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DestroyKV(ctx, "secret", "nf/destroyed", 3); err != nil {
+	if err := s.DestroyKV(ctx, "secret", nf+"/destroyed", 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutKV(ctx, "secret", "nf/v2only", map[string]any{"k": sentinel}); err != nil {
+	if _, err := s.PutKV(ctx, "secret", nf+"/v2only", map[string]any{"k": sentinel}); err != nil {
 		t.Fatal(err)
 	}
 	c := h.client(tokenCfg(s.Addr, writeFile(t, "token", s.RootToken)), nil)
@@ -329,12 +331,12 @@ func TestReadKVNotFound(t *testing.T) {
 		kvVersion   int
 		wantMsg     string
 	}{
-		{"kv v2 missing", "secret", "nf/missing", 2, "read secret/nf/missing (kv v2): not found"},
-		{"kv v2 current version deleted", "secret", "nf/deleted", 2, "read secret/nf/deleted (kv v2): not found: current version 3 is deleted"},
-		{"kv v2 current version destroyed", "secret", "nf/destroyed", 2, "read secret/nf/destroyed (kv v2): not found: current version 3 is destroyed"},
-		{"kv v1 missing", "kv1-notfound", "nf/missing", 1, "read kv1-notfound/nf/missing (kv v1): not found"},
+		{"kv v2 missing", "secret", nf + "/missing", 2, "read secret/" + nf + "/missing (kv v2): not found"},
+		{"kv v2 current version deleted", "secret", nf + "/deleted", 2, "read secret/" + nf + "/deleted (kv v2): not found: current version 3 is deleted"},
+		{"kv v2 current version destroyed", "secret", nf + "/destroyed", 2, "read secret/" + nf + "/destroyed (kv v2): not found: current version 3 is destroyed"},
+		{"kv v1 missing", "kv1-notfound", nf + "/missing", 1, "read kv1-notfound/" + nf + "/missing (kv v1): not found"},
 		{"missing mount (root token: no policy to deny it)", "no-such-mount", "x", 2, "read no-such-mount/x (kv v2): not found"},
-		{"kv v2 mount read as kv v1", "secret", "nf/v2only", 1, "read secret/nf/v2only (kv v1): not found"},
+		{"kv v2 mount read as kv v1", "secret", nf + "/v2only", 1, "read secret/" + nf + "/v2only (kv v1): not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -577,12 +579,13 @@ func TestNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	nsc := s.Client().WithNamespace("team-a")
-	if err := nsc.Sys().MountWithContext(ctx, "nskv", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
+	mount := uniq("nskv")
+	if err := nsc.Sys().MountWithContext(ctx, mount, &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
 		t.Fatal(err)
 	}
 	var err error
 	for range 200 { // a new kv v2 mount takes a moment to accept writes
-		if _, err = nsc.KVv2("nskv").Put(ctx, "app", map[string]any{"k": sentinel}); err == nil {
+		if _, err = nsc.KVv2(mount).Put(ctx, "app", map[string]any{"k": sentinel}); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -594,7 +597,7 @@ func TestNamespace(t *testing.T) {
 
 	cfg := tokenCfg(s.Addr, file)
 	cfg.Namespace = "team-a"
-	kv, err := h.client(cfg, nil).ReadKV(ctx, "nskv", "app", 2)
+	kv, err := h.client(cfg, nil).ReadKV(ctx, mount, "app", 2)
 	if err != nil {
 		t.Fatalf("read in namespace team-a: %v", h.seen(err))
 	}
@@ -602,7 +605,7 @@ func TestNamespace(t *testing.T) {
 		t.Error("read in namespace: got another value, want the one written there")
 	}
 
-	_, err = h.client(tokenCfg(s.Addr, file), nil).ReadKV(ctx, "nskv", "app", 2)
+	_, err = h.client(tokenCfg(s.Addr, file), nil).ReadKV(ctx, mount, "app", 2)
 	h.seen(err)
 	if err == nil {
 		t.Error("read without the namespace: got data, want an error (the mount is in team-a)")

@@ -1,6 +1,8 @@
 package vaulttest_test
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"os"
@@ -48,8 +50,9 @@ func TestKVHelpers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got int
+			path := tt.path + "-" + uniq() // a new secret on each run (-count)
 			for i := range tt.writes {
-				v, err := s.PutKV(ctx, tt.mount, tt.path, map[string]any{"n": i})
+				v, err := s.PutKV(ctx, tt.mount, path, map[string]any{"n": i})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -58,7 +61,7 @@ func TestKVHelpers(t *testing.T) {
 			if got != tt.wantVersion {
 				t.Errorf("version after %d writes: got %d, want %d", tt.writes, got, tt.wantVersion)
 			}
-			if err := s.DeleteKV(ctx, tt.mount, tt.path); err != nil {
+			if err := s.DeleteKV(ctx, tt.mount, path); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -150,14 +153,15 @@ func TestNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.Client().WithNamespace("helpers-ns")
-	if err := c.Sys().MountWithContext(ctx, "kvns", &api.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}); err != nil {
+	mount := "kvns-" + uniq()
+	if err := c.Sys().MountWithContext(ctx, mount, &api.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}); err != nil {
 		t.Fatalf("mount in namespace: %v", err)
 	}
 	mounts, err := s.Client().Sys().ListMountsWithContext(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := mounts["kvns/"]; ok {
+	if _, ok := mounts[mount+"/"]; ok {
 		t.Error("mount made in a namespace: got it in the root namespace too, want it only in helpers-ns")
 	}
 }
@@ -341,4 +345,11 @@ func TestSkipOnlyWhenAskedAndNeverInCI(t *testing.T) {
 			}
 		})
 	}
+}
+
+// uniq returns a random suffix for names that must be new on each run.
+func uniq() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
