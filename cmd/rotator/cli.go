@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/ocamba-rotator/rotator/internal/config"
@@ -31,6 +33,7 @@ const (
 const usage = `rotator keeps Ocamba Hood integration credentials in step with Vault.
 
 Usage:
+  rotator run      --config FILE                                     the daemon: schedules, admin API, metrics
   rotator once     --config FILE [--force] [--only NAME[,NAME...]]   one pass, then exit
   rotator plan     --config FILE [--only NAME[,NAME...]]             what a pass would push, values masked
   rotator validate --config FILE                                     check the file; touches no network
@@ -49,10 +52,29 @@ Exit codes: 0 success (or nothing to push), 1 at least one integration failed,
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	reload         <-chan struct{}   // SIGHUP, for `run`
+	started        func(addr string) // called when `run` serves its admin API (tests)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runWith(ctx, args, env{stdout: stdout, stderr: stderr, getenv: os.Getenv})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return runWith(ctx, args, env{stdout: stdout, stderr: stderr, getenv: os.Getenv, reload: reload})
 }
 
 func runWith(ctx context.Context, args []string, e env) int {
@@ -62,6 +84,8 @@ func runWith(ctx context.Context, args []string, e env) int {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, e)
 	case "once":
 		return cmdPass(ctx, cmd, rest, e)
 	case "plan":

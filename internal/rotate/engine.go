@@ -6,6 +6,7 @@ package rotate
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,7 +63,23 @@ type Request struct {
 	DryRun  bool     // build and report, push nothing, send nothing to Hood
 	Only    []string // integration names; empty means all
 	Caller  string   // who asked: the admin client's address, for logs and audit
+	// NotBefore, with Force: an integration whose last confirmed push, of
+	// the very settings it would push now, happened at or after this time
+	// is reported unchanged instead of pushed again. A forced request that
+	// waited for a running pass sets it to its arrival time, so it does not
+	// repeat the pushes that pass made for it.
+	NotBefore time.Time `json:"-"`
+	// Stop, when closed, keeps pushes that have not started from starting
+	// (they fail as "not pushed: shutting down"); pushes in flight finish.
+	Stop <-chan struct{} `json:"-"`
 }
+
+// ErrDowngrade is the reason a scheduled pass refuses a Vault version older
+// than the one last pushed (a restore or a mistaken rollback in Vault).
+var ErrDowngrade = errors.New("vault version is older than the last pushed one")
+
+// ErrStopping is the reason of the pushes a stopping pass did not start.
+var ErrStopping = errors.New("not pushed: shutting down")
 
 // Outcome is what happened to one integration in a pass. It never holds a
 // secret value: Err's text is built from names and paths only.
@@ -77,6 +94,7 @@ type Outcome struct {
 	TraceID      string        `json:"trace_id,omitempty"`
 	Settings     []string      `json:"settings,omitempty"` // names of the settings pushed (or to push)
 	Warnings     []string      `json:"warnings,omitempty"`
+	Reason       string        `json:"reason,omitempty"` // why unchanged
 	Started      time.Time     `json:"started"`
 	Duration     time.Duration `json:"duration_ns"`
 	Err          error         `json:"-"`
@@ -106,6 +124,7 @@ func (r Report) Failed() int {
 type Options struct {
 	Vault  SecretReader
 	Hood   Pusher
+	State  State               // change detection; default: a fresh MemoryState
 	Getenv func(string) string // for hood.token.env; default: none set
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -117,6 +136,7 @@ type Engine struct {
 	cfg    *config.Config
 	vault  SecretReader
 	hood   Pusher
+	state  State
 	getenv func(string) string
 	log    *slog.Logger
 	now    func() time.Time
@@ -124,7 +144,10 @@ type Engine struct {
 
 // New returns an engine for a validated configuration.
 func New(cfg *config.Config, opts Options) *Engine {
-	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, getenv: opts.Getenv, log: opts.Logger, now: opts.Now}
+	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, getenv: opts.Getenv, log: opts.Logger, now: opts.Now}
+	if e.state == nil {
+		e.state = NewMemoryState()
+	}
 	if e.getenv == nil {
 		e.getenv = func(string) string { return "" }
 	}
@@ -183,92 +206,75 @@ func (e *Engine) index(name string) int {
 
 // Pass runs one pass. The error is only for a request it cannot run (an
 // unknown name); what happened to each integration is in the report.
+//
+// Without Force, an integration whose settings equal those of its last
+// confirmed push is unchanged and costs no Hood call, and a Vault version
+// older than the last pushed one is refused (ErrDowngrade).
 func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	selected, err := e.Select(req.Only)
 	if err != nil {
 		return Report{}, err
 	}
 	rep := Report{Trigger: req.Trigger, DryRun: req.DryRun, Started: e.now()}
-	log := e.log.With("trigger", string(req.Trigger), "dry_run", req.DryRun)
+	log := e.log.With("trigger", string(req.Trigger), "dry_run", req.DryRun, "force", req.Force)
+	if req.Caller != "" {
+		log = log.With("caller", req.Caller)
+	}
 	log.Info("pass started", "integrations", len(selected))
 
 	reads := e.readSources(ctx, selected)
 
-	var token secret.Value
-	var tokenErr error
-	if !req.DryRun {
-		token, tokenErr = e.hoodToken(ctx)
-		if tokenErr != nil {
-			log.Error("cannot read the Hood token", "error", tokenErr.Error())
-		}
-	}
-
 	outcomes := make([]Outcome, len(selected))
-	type job struct {
-		i     int
-		built Built
-	}
 	var jobs []job
 	for i, in := range selected {
-		o := Outcome{Name: in.Name, ID: in.ID, Provider: in.Provider, Started: e.now()}
+		o := &outcomes[i]
+		*o = Outcome{Name: in.Name, ID: in.ID, Provider: in.Provider, Started: e.now()}
 		k := keyOf(in.Source)
 		o.VaultPath = k.String()
 		r := reads[k]
-		if r.kv != nil {
-			o.VaultVersion = r.kv.Version
-		}
-		var built Built
-		switch {
-		case r.err != nil:
+		if r.err != nil {
 			o.Err = r.err
-		case tokenErr != nil:
-			o.Err = fmt.Errorf("read Hood token: %w", tokenErr)
-		default:
-			built, o.Err = BuildSettings(in, r.kv)
-			o.Settings = built.Names()
-			o.Warnings = built.Warnings
-		}
-		outcomes[i] = o
-		if o.Err != nil {
 			continue
 		}
-		if req.DryRun {
-			outcomes[i].Result = ResultWouldPush
+		o.VaultVersion = r.kv.Version
+		built, err := BuildSettings(in, r.kv)
+		o.Settings, o.Warnings = built.Names(), built.Warnings
+		if err != nil {
+			o.Err = err
 			continue
 		}
-		jobs = append(jobs, job{i: i, built: built})
+		fp := e.state.Fingerprint(in, built.Settings)
+		last, seen := e.state.Last(in.Name)
+		same := seen && hmac.Equal(last.Fingerprint, fp)
+		switch {
+		case same && !req.Force:
+			o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("settings equal to the push confirmed at %s", last.At.UTC().Format(time.RFC3339))
+			continue
+		case same && !req.NotBefore.IsZero() && !last.At.Before(req.NotBefore):
+			o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("already pushed at %s, after this request arrived", last.At.UTC().Format(time.RFC3339))
+			continue
+		case !req.Force && seen && last.VaultPath == o.VaultPath && r.kv.Version > 0 && r.kv.Version < last.VaultVersion:
+			o.Err = fmt.Errorf("%w: %s is at version %d, version %d was pushed; force a pass to push it anyway", ErrDowngrade, o.VaultPath, r.kv.Version, last.VaultVersion)
+			continue
+		case req.DryRun:
+			o.Result = ResultWouldPush
+			continue
+		}
+		jobs = append(jobs, job{i: i, in: in, built: built, fp: fp})
 	}
 
-	// Push with at most MaxInFlight in flight. The Hood client's limiter
-	// keeps the request rate inside Hood's windows.
-	workers := max(1, min(e.cfg.Hood.MaxInFlight, len(jobs)))
-	ch := make(chan job)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range ch {
-				in := selected[j.i]
-				o := &outcomes[j.i]
-				if err := ctx.Err(); err != nil {
-					o.Err = fmt.Errorf("pass stopped before the push: %w", err)
-					continue
-				}
-				start := e.now()
-				o.Err = e.hood.UpdateSettings(ctx, token, in.ID, j.built.Settings)
-				o.Duration = e.now().Sub(start)
-				if o.Err == nil {
-					o.Result = ResultPushed
-				}
+	if len(jobs) > 0 {
+		// The Hood token is read at every pass that pushes: it expires and is rolled.
+		token, err := e.hoodToken(ctx)
+		if err != nil {
+			log.Error("cannot read the Hood token", "error", err.Error())
+			for _, j := range jobs {
+				outcomes[j.i].Err = fmt.Errorf("read Hood token: %w", err)
 			}
-		}()
+		} else {
+			e.push(ctx, req, token, jobs, outcomes)
+		}
 	}
-	for _, j := range jobs {
-		ch <- j
-	}
-	close(ch)
-	wg.Wait()
 
 	for i := range outcomes {
 		o := &outcomes[i]
@@ -286,6 +292,64 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	rep.Finished = e.now()
 	log.Info("pass finished", "integrations", len(outcomes), "failed", rep.Failed(), "duration", rep.Finished.Sub(rep.Started).String())
 	return rep, nil
+}
+
+// job is one push of a pass.
+type job struct {
+	i     int
+	in    config.Integration
+	built Built
+	fp    []byte
+}
+
+// push runs the jobs with at most MaxInFlight in flight; the Hood client's
+// limiter keeps the request rate inside Hood's windows.
+func (e *Engine) push(ctx context.Context, req Request, token secret.Value, jobs []job, outcomes []Outcome) {
+	workers := max(1, min(e.cfg.Hood.MaxInFlight, len(jobs)))
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				o := &outcomes[j.i]
+				if err := ctx.Err(); err != nil {
+					o.Err = fmt.Errorf("pass stopped before the push: %w", err)
+					continue
+				}
+				if stopped(req.Stop) {
+					o.Err = ErrStopping
+					continue
+				}
+				start := e.now()
+				o.Err = e.hood.UpdateSettings(ctx, token, j.in.ID, j.built.Settings)
+				o.Duration = e.now().Sub(start)
+				if o.Err != nil {
+					continue
+				}
+				o.Result = ResultPushed
+				p := Pushed{Fingerprint: j.fp, VaultPath: o.VaultPath, VaultVersion: o.VaultVersion, At: e.now()}
+				if err := e.state.Confirm(j.in.Name, p); err != nil {
+					o.Warnings = append(o.Warnings, "pushed, but the state was not saved: "+err.Error())
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+}
+
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
 }
 
 func (e *Engine) logOutcome(log *slog.Logger, o Outcome) {

@@ -93,7 +93,8 @@ func (k Kind) sentinel() error {
 // it is built from the operation, the mount and path, the kind and Detail,
 // never from a response body that could hold data.
 type Error struct {
-	// Op is "login", "read" or "configure".
+	// Op is "login", "read", "configure", "health" (Health) or "renew" (a
+	// renewal failure that KeepAlive logs).
 	Op string
 	// Mount and Path name the secret of a read; for a login, Mount is the
 	// auth mount (empty for the token method).

@@ -8,7 +8,9 @@
 // (vault/api's own retries are off: rotator decides when to retry), except
 // that ReadKV logs in first when the client is not authenticated, and, when a
 // read is denied because the token itself is no longer valid, logs in again
-// once and repeats the read (see ReadKV).
+// once and repeats the read (see ReadKV). KeepAlive, run by the daemon for
+// as long as it runs, renews the login's token and logs in again when it
+// can no longer be renewed; Health checks Vault for readiness probes.
 package vault
 
 import (
@@ -18,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -65,6 +68,16 @@ type Options struct {
 	// (The vault/api defaults, VAULT_ADDR, VAULT_CACERT and the like, are
 	// read by api.DefaultConfig from the process environment.)
 	Getenv func(string) string
+	// OnAuth, when set, is called with the new state each time
+	// Authenticated() changes (for the rotator_vault_authenticated gauge):
+	// true after the first successful login, false when a login is refused
+	// or the token is found invalid or expired, true again after the next
+	// login. The client starts unauthenticated, so the first call is
+	// OnAuth(true). Calls are made one at a time, in order, outside the
+	// client's locks; a flip that another undoes before the call is made may
+	// be left out, but the last call always gives the current state. It
+	// must return quickly and may call Authenticated and AuthInfo.
+	OnAuth func(authenticated bool)
 }
 
 // Client is rotator's Vault client. Create it with New, then Login.
@@ -77,16 +90,26 @@ type Client struct {
 	log     *slog.Logger
 	observe func(operation, result string)
 	getenv  func(string) string
+	onAuth  func(bool)
 
-	api      *api.Client // reads; holds the login token
-	loginAPI *api.Client // logins and token checks; holds a token only during a token login
+	api       *api.Client // reads; holds the login token
+	loginAPI  *api.Client // logins and token checks; holds a token only during a token login
+	healthAPI *api.Client // sys/health: no token, no namespace
+	// httpClients are the HTTP clients of api, loginAPI and healthAPI,
+	// whose idle connections KeepAlive closes when it returns.
+	httpClients []*http.Client
 
 	loginMu sync.Mutex // serialises logins (and the use of loginAPI)
 
+	notifyMu sync.Mutex // serialises onAuth calls
+	notified bool       // the state last passed to onAuth; guarded by notifyMu
+
 	mu            sync.Mutex // guards the fields below
 	authenticated bool
-	gen           uint64      // bumped by every successful login
-	authSecret    *api.Secret // what the last login returned (auth info for renewal)
+	gen           uint64        // bumped by every successful login
+	authSecret    *api.Secret   // what the last login returned (auth info for renewal)
+	loginAt       time.Time     // when the last successful login was made
+	changed       chan struct{} // closed (and replaced) when gen or authenticated changes
 }
 
 // New creates a client for cfg without contacting Vault. It starts from
@@ -104,6 +127,8 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 		log:     opts.Logger,
 		observe: opts.Observe,
 		getenv:  opts.Getenv,
+		onAuth:  opts.OnAuth,
+		changed: make(chan struct{}),
 	}
 	if c.method == "" {
 		c.method = MethodToken
@@ -134,25 +159,29 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 		return nil, invalid(fmt.Sprintf("unknown auth method %q (want token, approle or kubernetes)", c.method), ErrInvalid)
 	}
 
-	var err error
-	if c.api, err = c.newAPI(); err != nil {
-		return nil, err
+	for _, dst := range []**api.Client{&c.api, &c.loginAPI, &c.healthAPI} {
+		client, hc, err := c.newAPI(nil)
+		if err != nil {
+			return nil, err
+		}
+		*dst = client
+		c.httpClients = append(c.httpClients, hc)
 	}
-	if c.loginAPI, err = c.newAPI(); err != nil {
-		return nil, err
-	}
+	c.healthAPI.ClearNamespace()
 	c.addr = c.api.Address()
 	return c, nil
 }
 
-// newAPI builds one vault/api client from the defaults and c.cfg.
-func (c *Client) newAPI() (*api.Client, error) {
+// newAPI builds one vault/api client from the defaults and c.cfg, and
+// returns it with its HTTP client. wrap, when not nil, wraps the HTTP
+// transport.
+func (c *Client) newAPI(wrap func(http.RoundTripper) http.RoundTripper) (*api.Client, *http.Client, error) {
 	invalid := func(detail string, err error) error {
 		return &Error{Op: "configure", Kind: KindInvalid, Detail: detail, Err: err}
 	}
 	ac := api.DefaultConfig()
 	if ac.Error != nil {
-		return nil, invalid("read VAULT_* environment: "+ac.Error.Error(), ac.Error)
+		return nil, nil, invalid("read VAULT_* environment: "+ac.Error.Error(), ac.Error)
 	}
 	if c.cfg.Address != "" {
 		ac.Address = c.cfg.Address
@@ -163,22 +192,25 @@ func (c *Client) newAPI() (*api.Client, error) {
 	ac.Limiter = nil
 	if c.cfg.CACert != "" {
 		if err := checkCACert(c.cfg.CACert); err != nil {
-			return nil, invalid(err.Error(), err)
+			return nil, nil, invalid(err.Error(), err)
 		}
 		if err := ac.ConfigureTLS(&api.TLSConfig{CACert: c.cfg.CACert}); err != nil {
-			return nil, invalid(fmt.Sprintf("ca_cert %s: %v", c.cfg.CACert, err), err)
+			return nil, nil, invalid(fmt.Sprintf("ca_cert %s: %v", c.cfg.CACert, err), err)
 		}
+	}
+	if wrap != nil {
+		ac.HttpClient.Transport = wrap(ac.HttpClient.Transport)
 	}
 	client, err := api.NewClient(ac)
 	if err != nil {
-		return nil, invalid(fmt.Sprintf("create client for %q: %v", ac.Address, err), err)
+		return nil, nil, invalid(fmt.Sprintf("create client for %q: %v", ac.Address, err), err)
 	}
 	// api.NewClient takes $VAULT_TOKEN by itself; the token comes from Login.
 	client.ClearToken()
 	if c.cfg.Namespace != "" {
 		client.SetNamespace(c.cfg.Namespace)
 	}
-	return client, nil
+	return client, ac.HttpClient, nil
 }
 
 // checkCACert checks that path is a readable PEM file with a certificate.
@@ -223,6 +255,7 @@ func (c *Client) Address() string { return c.addr }
 // KindInvalid) leaves the client unauthenticated; a sealed or unreachable
 // Vault leaves the previous login, if any, in force.
 func (c *Client) Login(ctx context.Context) error {
+	defer c.notifyAuth() // after the unlock
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
 	return c.loginLocked(ctx)
@@ -236,7 +269,10 @@ func (c *Client) loginLocked(ctx context.Context) error {
 		var e *Error
 		if errors.As(err, &e) && (e.Kind == KindUnauthenticated || e.Kind == KindInvalid) {
 			c.mu.Lock()
-			c.authenticated = false
+			if c.authenticated {
+				c.authenticated = false
+				c.signalLocked()
+			}
 			c.mu.Unlock()
 		}
 		c.log.WarnContext(ctx, "vault login failed", "method", c.method, "error", err.Error())
@@ -247,6 +283,8 @@ func (c *Client) loginLocked(ctx context.Context) error {
 	c.authenticated = true
 	c.gen++
 	c.authSecret = sec
+	c.loginAt = time.Now()
+	c.signalLocked()
 	c.mu.Unlock()
 	renewable, ttl := authInfo(sec)
 	c.log.DebugContext(ctx, "vault login succeeded", "method", c.method, "renewable", renewable, "ttl", ttl)
@@ -438,6 +476,7 @@ func (c *Client) ensureLogin(ctx context.Context) error {
 	if _, ok := c.generation(); ok {
 		return nil
 	}
+	defer c.notifyAuth() // after the unlock
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
 	if _, ok := c.generation(); ok {
@@ -454,6 +493,7 @@ func (c *Client) changedSince(seen uint64) bool {
 
 // relogin logs in again unless another login succeeded since generation seen.
 func (c *Client) relogin(ctx context.Context, seen uint64) error {
+	defer c.notifyAuth() // after the unlock
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
 	if gen, ok := c.generation(); ok && gen != seen {
@@ -465,9 +505,32 @@ func (c *Client) relogin(ctx context.Context, seen uint64) error {
 // markInvalid records that the token of login generation seen is no longer
 // valid.
 func (c *Client) markInvalid(seen uint64) {
+	defer c.notifyAuth() // after the unlock
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen == seen {
+	if c.gen == seen && c.authenticated {
 		c.authenticated = false
+		c.signalLocked()
+	}
+}
+
+// signalLocked wakes whoever waits for the login state to change (see
+// loginState); c.mu is held.
+func (c *Client) signalLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// notifyAuth passes the current state to Options.OnAuth unless it was the
+// last state passed. Callers hold none of the client's locks.
+func (c *Client) notifyAuth() {
+	if c.onAuth == nil {
+		return
+	}
+	c.notifyMu.Lock()
+	defer c.notifyMu.Unlock()
+	if now := c.Authenticated(); now != c.notified {
+		c.notified = now
+		c.onAuth(now)
 	}
 }

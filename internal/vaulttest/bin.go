@@ -1,8 +1,14 @@
-// Package vaulttest runs a real Vault-compatible server (OpenBao 2.4.0, in
-// dev mode) for tests: it builds or reuses the bao binary, starts one server
-// on a free loopback port, waits for it to be healthy, offers helpers to set
-// it up (KV mounts, policies, tokens, AppRole, seal, audit, namespaces) and
-// stops it with its whole process group.
+// Package vaulttest runs a real Vault-compatible server (OpenBao 2.4.0) for
+// tests: it builds or reuses the bao binary, starts one server on a free
+// loopback port, waits for it to be healthy, offers helpers to set it up (KV
+// mounts, policies, tokens, AppRole, seal, audit, namespaces) and stops it
+// with its whole process group.
+//
+// Start runs a dev server (in-memory storage). StartPersistent runs a
+// non-dev server with file storage, initialised and unsealed by the
+// package, which StopProcess, StartProcess and Restart stop and start again
+// on the same address with its data and tokens intact, for tests of a
+// Vault that goes away and comes back.
 //
 // Typical use, one server per test package:
 //
@@ -20,8 +26,9 @@
 //		...
 //	}
 //
-// or one server per test with ForTest. Setting ROTATOR_SKIP_VAULT=1 skips
-// those tests, except in CI (CI=true), where they never skip.
+// or one server per test with ForTest or PersistentForTest. Setting
+// ROTATOR_SKIP_VAULT=1 skips those tests, except in CI (CI=true), where they
+// never skip.
 package vaulttest
 
 import (

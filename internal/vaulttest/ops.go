@@ -40,7 +40,7 @@ func (s *Server) EnableKV(ctx context.Context, mount string, version int) error 
 		if err == nil {
 			return nil
 		}
-		if serr := sleep(ctx, s.done, 25*time.Millisecond); serr != nil {
+		if serr := sleep(ctx, s.done(), 25*time.Millisecond); serr != nil {
 			return fmt.Errorf("wait for kv v2 at %s (last: %v): %w", mount, err, serr)
 		}
 	}
@@ -128,6 +128,12 @@ func (s *Server) CreateToken(ctx context.Context, policies []string, ttl time.Du
 	if ttl > 0 {
 		req.TTL = ttl.String()
 	}
+	return s.CreateTokenWith(ctx, req)
+}
+
+// CreateTokenWith creates a token as req asks (policies, TTL, explicit max
+// TTL, renewable, period...) and returns it.
+func (s *Server) CreateTokenWith(ctx context.Context, req *api.TokenCreateRequest) (string, error) {
 	sec, err := s.Client().Auth().Token().CreateWithContext(ctx, req)
 	if err != nil {
 		return "", fmt.Errorf("create token: %w", err)
@@ -136,6 +142,20 @@ func (s *Server) CreateToken(ctx context.Context, policies []string, ttl time.Du
 		return "", errors.New("create token: no token in the answer")
 	}
 	return sec.Auth.ClientToken, nil
+}
+
+// SetAppRoleTTL sets the TTL and the max TTL of the tokens that logins to
+// the AppRole role at mount get (0: the mount's default), for tests of
+// token renewal and expiry. The role's other settings stay.
+func (s *Server) SetAppRoleTTL(ctx context.Context, mount, role string, ttl, maxTTL time.Duration) error {
+	path := "auth/" + strings.Trim(mount, "/") + "/role/" + role
+	if _, err := s.Client().Logical().WriteWithContext(ctx, path, map[string]any{
+		"token_ttl":     int(ttl / time.Second),
+		"token_max_ttl": int(maxTTL / time.Second),
+	}); err != nil {
+		return fmt.Errorf("set token ttl of approle role %s: %w", role, err)
+	}
+	return nil
 }
 
 // RevokeToken revokes token and its children.
@@ -240,7 +260,8 @@ func (s *Server) Seal(ctx context.Context) error {
 	return nil
 }
 
-// Unseal unseals the server with the dev unseal key and waits until it is
+// Unseal unseals the server with its unseal key (printed by a dev server,
+// kept from the initialisation of a persistent one) and waits until it is
 // healthy (active) again.
 func (s *Server) Unseal(ctx context.Context) error {
 	st, err := s.Client().Sys().UnsealWithContext(ctx, s.unsealKey)

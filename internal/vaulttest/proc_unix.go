@@ -20,3 +20,11 @@ func killGroup(pid int) error {
 	}
 	return nil
 }
+
+// terminateGroup asks the process group led by pid to end (SIGTERM).
+func terminateGroup(pid int) error {
+	if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && err != syscall.ESRCH {
+		return err
+	}
+	return nil
+}

@@ -36,27 +36,78 @@ var errPortTaken = errors.New("port taken")
 // unsealKeyRE finds the dev server's unseal key in its output.
 var unsealKeyRE = regexp.MustCompile(`(?m)^Unseal Key: (\S+)`)
 
-// Server is a running bao dev server: in-memory storage, unsealed, with KV
-// v2 at secret/. Its methods are safe for concurrent use.
+// Server is a running bao server, unsealed, with KV v2 at secret/: a dev
+// server (Start: in-memory storage) or a persistent one (StartPersistent:
+// file storage, restartable). Its methods are safe for concurrent use.
 type Server struct {
 	// Addr is the server's address, http://127.0.0.1:PORT.
 	Addr string
 	// RootToken is the server's root token, random for each server.
 	RootToken string
-	// LogFile holds the server's output until Stop removes it.
+	// LogFile holds the server's output until Stop removes it. The output
+	// of every process of a persistent server is appended to it.
 	LogFile string
 
-	unsealKey string
-	dir       string
-	pid       int
-	root      *api.Client
+	unsealKey  string
+	dir        string
+	root       *api.Client
+	bin        string   // the bao binary
+	args       []string // the arguments of each start
+	persistent bool
 
-	done    chan struct{} // closed when the process has ended
-	waitErr error         // set before done is closed
+	life  sync.Mutex // serialises StopProcess, StartProcess, Restart and Stop
+	ended bool       // Stop was called; guarded by life
+
+	mu   sync.Mutex // guards proc
+	proc *process   // the current (or last) process
 
 	stopOnce sync.Once
 	stopErr  error
 }
+
+// process is one run of the bao binary.
+type process struct {
+	pid     int
+	done    chan struct{} // closed when the process has ended
+	waitErr error         // set before done is closed
+
+	mu      sync.Mutex
+	stopped bool // ended on purpose (StopProcess), not on its own
+}
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// markStopped records that the process is being ended on purpose.
+func (p *process) markStopped() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+}
+
+// stoppedOnPurpose reports whether markStopped was called.
+func (p *process) stoppedOnPurpose() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopped
+}
+
+// current returns the server's current (or last) process.
+func (s *Server) current() *process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
+
+// done is closed when the current process has ended.
+func (s *Server) done() <-chan struct{} { return s.current().done }
 
 // Start builds or finds the bao binary (see BinPath), starts
 // `bao server -dev` on a free loopback port with a random root token, and
@@ -103,51 +154,24 @@ func start(ctx context.Context, bin string) (*Server, error) {
 		return nil, fmt.Errorf("write server config: %w", err)
 	}
 	logPath := filepath.Join(dir, "bao.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("create server log: %w", err)
-	}
 
 	s := &Server{
 		Addr:      "http://127.0.0.1:" + strconv.Itoa(port),
 		RootToken: token,
 		LogFile:   logPath,
 		dir:       dir,
-		done:      make(chan struct{}),
+		bin:       bin,
+		args: []string{"server", "-dev",
+			"-dev-listen-address=127.0.0.1:" + strconv.Itoa(port),
+			"-dev-root-token-id=" + token,
+			"-dev-no-store-token",
+			"-config=" + hcl,
+		},
 	}
-	cmd := exec.Command(bin, "server", "-dev",
-		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
-		"-dev-root-token-id="+token,
-		"-dev-no-store-token",
-		"-config="+hcl,
-	)
-	cmd.Dir = dir
-	cmd.Env = childEnv(dir)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	setProcAttr(cmd)
-
-	started := make(chan error, 1)
-	go func() {
-		// Stays locked until the process ends: on Linux the process is
-		// killed when the thread that started it exits (see setProcAttr).
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		s.waitErr = cmd.Wait()
-		close(s.done)
-	}()
-	err = <-started
-	_ = logf.Close() // the child has its own copy
-	if err != nil {
+	if err := s.spawn(); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, err
 	}
-	s.pid = cmd.Process.Pid
 
 	if err := s.waitReady(ctx); err != nil {
 		logTail := s.logTail(30)
@@ -166,17 +190,56 @@ func start(ctx context.Context, bin string) (*Server, error) {
 	return s, nil
 }
 
+// spawn starts a process of s.bin with s.args in s.dir, its output appended
+// to s.LogFile, and makes it the current process.
+func (s *Server) spawn() error {
+	logf, err := os.OpenFile(s.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open server log: %w", err)
+	}
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Dir = s.dir
+	cmd.Env = childEnv(s.dir)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	setProcAttr(cmd)
+
+	p := &process{done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// Stays locked until the process ends: on Linux the process is
+		// killed when the thread that started it exits (see setProcAttr).
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	err = <-started
+	_ = logf.Close() // the child has its own copy
+	if err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	p.pid = cmd.Process.Pid
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	return nil
+}
+
 // waitReady polls until the server is healthy and its unseal key printed,
 // the process ends, ctx ends or StartTimeout passes.
 func (s *Server) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	healthy := false
+	p := s.current()
 	for {
-		select {
-		case <-s.done:
-			return fmt.Errorf("bao exited before it was ready: %v", s.waitErr)
-		default:
+		if p.exited() {
+			return fmt.Errorf("bao exited before it was ready: %v", p.waitErr)
 		}
 		if !healthy {
 			healthy = s.healthy(ctx) == nil
@@ -189,7 +252,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 				}
 			}
 		}
-		if err := sleep(ctx, s.done, 25*time.Millisecond); err != nil {
+		if err := sleep(ctx, p.done, 25*time.Millisecond); err != nil {
 			if healthy {
 				return fmt.Errorf("wait for the unseal key in the output: %w", err)
 			}
@@ -200,19 +263,12 @@ func (s *Server) waitReady(ctx context.Context) error {
 
 // healthy asks /v1/sys/health once; nil means 200 (initialised, unsealed, active).
 func (s *Server) healthy(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
+	code, err := s.health(ctx)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("sys/health answered %d", resp.StatusCode)
+	if code != http.StatusOK {
+		return fmt.Errorf("sys/health answered %d", code)
 	}
 	return nil
 }
@@ -227,7 +283,7 @@ func (s *Server) waitHealthy(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if serr := sleep(ctx, s.done, 25*time.Millisecond); serr != nil {
+		if serr := sleep(ctx, s.done(), 25*time.Millisecond); serr != nil {
 			return fmt.Errorf("wait for health (last: %v): %w", err, serr)
 		}
 	}
@@ -248,20 +304,27 @@ func sleep(ctx context.Context, done <-chan struct{}, d time.Duration) error {
 }
 
 // Stop kills the server's process group, waits for the process to end and
-// removes its temporary directory (the log file included). It is idempotent
-// and returns the same result each time: an error when the server had
-// already died on its own, or could not be killed or cleaned up.
+// removes its temporary directory (the log file and, for a persistent
+// server, its storage included). It is idempotent and returns the same
+// result each time: an error when the server had already died on its own
+// (not through StopProcess), or could not be killed or cleaned up.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		s.life.Lock()
+		defer s.life.Unlock()
+		s.ended = true
 		var errs []error
-		select {
-		case <-s.done:
-			errs = append(errs, fmt.Errorf("bao exited before Stop: %v\n%s", s.waitErr, s.logTail(20)))
+		p := s.current()
+		switch {
+		case p.exited() && p.stoppedOnPurpose():
+		case p.exited():
+			errs = append(errs, fmt.Errorf("bao exited before Stop: %v\n%s", p.waitErr, s.logTail(20)))
 		default:
-			if err := killGroup(s.pid); err != nil {
+			p.markStopped()
+			if err := killGroup(p.pid); err != nil {
 				errs = append(errs, fmt.Errorf("kill bao: %w", err))
 			}
-			<-s.done
+			<-p.done
 		}
 		if err := os.RemoveAll(s.dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove server directory: %w", err))

@@ -30,12 +30,26 @@ func skipReason() string {
 // skips the test instead. A server that cannot start fails the test.
 func ForTest(t testing.TB) *Server {
 	t.Helper()
+	return forTest(t, Start)
+}
+
+// PersistentForTest is ForTest with a persistent server (StartPersistent):
+// file storage that survives Restart, StopProcess and StartProcess. Stop, at
+// the end of the test, removes the storage.
+func PersistentForTest(t testing.TB) *Server {
+	t.Helper()
+	return forTest(t, StartPersistent)
+}
+
+// forTest starts a server with start for one test.
+func forTest(t testing.TB, start func(context.Context) (*Server, error)) *Server {
+	t.Helper()
 	if why := skipReason(); why != "" {
 		t.Skip(why)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mainStartTimeout)
 	defer cancel()
-	s, err := Start(ctx)
+	s, err := start(ctx)
 	if err != nil {
 		t.Fatalf("vaulttest: %v", err)
 	}

@@ -1,0 +1,474 @@
+package main
+
+// End-to-end tests of `rotator run`: the daemon in-process, with its admin
+// API over loopback HTTP, against the real OpenBao server and the Hood test
+// server.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+
+	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
+)
+
+const adminToken = "admin-token-" + sentinel
+
+// daemon is one `rotator run` started by a test.
+type runningDaemon struct {
+	t      *testing.T
+	f      *fixture
+	addr   string
+	cancel context.CancelFunc
+	done   chan int
+	reload chan struct{}
+	logs   *syncBuffer
+	client *http.Client
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runConfig writes a daemon configuration: admin on a free port with a
+// token file, plus extra top-level YAML and the integrations.
+func (f *fixture) runConfig(auth, extra, integrations string) string {
+	f.t.Helper()
+	tokFile := filepath.Join(f.dir, "admin-token")
+	if err := os.WriteFile(tokFile, []byte(adminToken+"\n"), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	path := f.config(auth, integrations)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	head := fmt.Sprintf("admin:\n  listen: 127.0.0.1:0\n  token_file: %s\n%s\n", tokFile, extra)
+	if err := os.WriteFile(path, append([]byte(head), b...), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	return path
+}
+
+func (f *fixture) startDaemon(cfg string, args ...string) *runningDaemon {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &runningDaemon{t: f.t, f: f, cancel: cancel, done: make(chan int, 1), reload: make(chan struct{}, 1),
+		logs: &syncBuffer{}, client: &http.Client{Timeout: time.Minute}}
+	addrCh := make(chan string, 1)
+	e := env{
+		stdout: d.logs, stderr: d.logs,
+		getenv:  func(k string) string { return f.env[k] },
+		reload:  d.reload,
+		started: func(addr string) { addrCh <- addr },
+	}
+	go func() {
+		d.done <- runWith(ctx, append([]string{"run", "--config", cfg, "--log-format", "json", "--log-level", "debug", "--shutdown-timeout", "20s"}, args...), e)
+	}()
+	select {
+	case d.addr = <-addrCh:
+	case code := <-d.done:
+		f.t.Fatalf("rotator run exited with %d before serving:\n%s", code, d.logs)
+	case <-time.After(30 * time.Second):
+		f.t.Fatalf("rotator run did not start:\n%s", d.logs)
+	}
+	f.t.Cleanup(func() {
+		d.stop()
+		if strings.Contains(d.logs.String(), sentinel) {
+			f.t.Errorf("the daemon's log contains the sentinel secret")
+		}
+	})
+	return d
+}
+
+// stop sends the equivalent of SIGTERM and returns the exit code.
+func (d *runningDaemon) stop() int {
+	d.cancel()
+	select {
+	case code := <-d.done:
+		d.done <- code // later calls get it too
+		d.client.CloseIdleConnections()
+		return code
+	case <-time.After(60 * time.Second):
+		d.t.Fatalf("rotator run did not stop")
+		return -1
+	}
+}
+
+// call makes an admin API request; token "" sends none.
+func (d *runningDaemon) call(method, path, token string) (int, string) {
+	d.t.Helper()
+	req, err := http.NewRequest(method, "http://"+d.addr+path, nil)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if bytes.Contains(b, []byte(sentinel)) {
+		d.t.Errorf("%s %s: the answer contains the sentinel secret", method, path)
+	}
+	return resp.StatusCode, string(b)
+}
+
+type rotateAnswer struct {
+	Trigger  string `json:"trigger"`
+	Outcomes []struct {
+		Name   string `json:"name"`
+		Result string `json:"result"`
+		Error  string `json:"error"`
+	} `json:"outcomes"`
+}
+
+func (d *runningDaemon) rotate(path string) rotateAnswer {
+	d.t.Helper()
+	code, body := d.call("POST", path, adminToken)
+	if code != 200 {
+		d.t.Fatalf("POST %s: got %d %s, want 200", path, code, body)
+	}
+	var a rotateAnswer
+	if err := json.Unmarshal([]byte(body), &a); err != nil {
+		d.t.Fatalf("POST %s: %v in %s", path, err, body)
+	}
+	return a
+}
+
+// metric returns the value of one series from a scrape, or -1.
+func (d *runningDaemon) metric(name string, labels map[string]string) float64 {
+	d.t.Helper()
+	_, body := d.call("GET", "/metrics", "")
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		d.t.Fatalf("parse /metrics: %v", err)
+	}
+	fam, ok := fams[name]
+	if !ok {
+		return -1
+	}
+next:
+	for _, m := range fam.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (f *fixture) patchCount(id string) int {
+	n := 0
+	for _, r := range f.hood.Requests() {
+		if r.Method == "PATCH" && r.ID == id && r.Status == 204 {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRunScheduleForceAuthAndMetrics(t *testing.T) {
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"901": "telegram", "902": "sendgrid_email"})
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
+	f.put("secret", "sg", map[string]any{"api_key": sentinel})
+	cfg := f.runConfig("", `schedule: "@every 1s"`, `  - {name: tg, id: "901", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
+  - {name: sg, id: "902", provider: sendgrid_email, source: {mount: secret, path: "{P}/sg"}, schedule: "@every 1h"}
+`)
+	d := f.startDaemon(cfg)
+
+	// The start-up pass pushes both; scheduled passes then find nothing new.
+	eventually(t, 20*time.Second, "start-up pass pushed both", func() bool { return f.patchCount("901") == 1 && f.patchCount("902") == 1 })
+	eventually(t, 20*time.Second, "a scheduled pass ran", func() bool {
+		return d.metric("rotator_pass_duration_seconds", map[string]string{"trigger": "schedule"}) >= 2
+	})
+	if got := f.patchCount("901"); got != 1 {
+		t.Errorf("PATCHes of an unchanged integration after scheduled passes: got %d, want 1", got)
+	}
+	// A new Vault version is pushed by the next scheduled pass (of tg only: sg is hourly).
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel + "-v2", "chat_id": "1"})
+	eventually(t, 20*time.Second, "the scheduled pass pushed version 2", func() bool { return f.patchCount("901") == 2 })
+	if got := d.metric("rotator_secret_version", map[string]string{"integration": "tg"}); got != 2 {
+		t.Errorf("rotator_secret_version{tg}: got %v, want 2", got)
+	}
+
+	// Admin API authentication.
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", 401}, {"wrong", 401}, {adminToken + "x", 401}, {adminToken, 200}} {
+		if code, _ := d.call("GET", "/v1/status", tc.token); code != tc.want {
+			t.Errorf("GET /v1/status with token %q: got %d, want %d", strings.ReplaceAll(tc.token, sentinel, "<S>"), code, tc.want)
+		}
+	}
+	if code, _ := d.call("POST", "/v1/rotate", ""); code != 401 {
+		t.Errorf("POST /v1/rotate without a token: got %d, want 401", code)
+	}
+	if code, _ := d.call("POST", "/v1/rotate/nope", adminToken); code != 404 {
+		t.Errorf("POST /v1/rotate/nope: got %d, want 404", code)
+	}
+
+	// A forced pass bypasses change detection.
+	before := f.patchCount("902")
+	a := d.rotate("/v1/rotate/sg")
+	if len(a.Outcomes) != 1 || a.Outcomes[0].Result != "pushed" || a.Trigger != "admin" {
+		t.Errorf("forced pass of sg: got %+v, want one pushed outcome", a)
+	}
+	if got := f.patchCount("902"); got != before+1 {
+		t.Errorf("PATCHes of sg after a forced pass: got %d, want %d", got, before+1)
+	}
+	// A dry run pushes nothing.
+	if a := d.rotate("/v1/rotate?dry_run=true"); len(a.Outcomes) != 2 || a.Outcomes[0].Result == "pushed" {
+		t.Errorf("dry run: got %+v", a)
+	}
+	if got := f.patchCount("902"); got != before+1 {
+		t.Errorf("PATCHes after a dry run: got %d, want %d", got, before+1)
+	}
+
+	// Status.
+	_, body := d.call("GET", "/v1/status", adminToken)
+	var st []map[string]any
+	if err := json.Unmarshal([]byte(body), &st); err != nil || len(st) != 2 {
+		t.Fatalf("status: %v %s", err, body)
+	}
+	for _, key := range []string{"name", "id", "provider", "vault_version", "last_attempt", "last_success", "last_result", "consecutive_failures", "next_run"} {
+		if _, ok := st[0][key]; !ok {
+			t.Errorf("status: key %q missing in %v", key, st[0])
+		}
+	}
+	if st[0]["last_result"] != "pushed" && st[0]["last_result"] != "unchanged" {
+		t.Errorf("status of tg: last_result %v", st[0]["last_result"])
+	}
+
+	// Every metric of CONTRACT.md, with its type and labels.
+	checkContractMetrics(t, d)
+
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit code: got %d, want 0", code)
+	}
+}
+
+func checkContractMetrics(t *testing.T, d *runningDaemon) {
+	t.Helper()
+	_, body := d.call("GET", "/metrics", "")
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	want := []struct {
+		name, typ string
+		labels    []string
+	}{
+		{"rotator_rotations_total", "COUNTER", []string{"integration", "provider", "result"}},
+		{"rotator_last_success_timestamp_seconds", "GAUGE", []string{"integration", "provider"}},
+		{"rotator_consecutive_failures", "GAUGE", []string{"integration"}},
+		{"rotator_secret_version", "GAUGE", []string{"integration"}},
+		{"rotator_pass_duration_seconds", "HISTOGRAM", []string{"trigger"}},
+		{"rotator_hood_requests_total", "COUNTER", []string{"code", "method"}},
+		{"rotator_hood_request_duration_seconds", "HISTOGRAM", []string{"method"}},
+		{"rotator_vault_requests_total", "COUNTER", []string{"operation", "result"}},
+		{"rotator_vault_authenticated", "GAUGE", nil},
+		{"rotator_build_info", "GAUGE", []string{"goversion", "version"}},
+	}
+	for _, w := range want {
+		fam, ok := fams[w.name]
+		if !ok {
+			t.Errorf("metric %s: missing from the scrape", w.name)
+			continue
+		}
+		if got := fam.GetType().String(); got != w.typ {
+			t.Errorf("metric %s: type %s, want %s", w.name, got, w.typ)
+		}
+		for _, m := range fam.GetMetric() {
+			var names []string
+			for _, l := range m.GetLabel() {
+				names = append(names, l.GetName())
+			}
+			if strings.Join(names, ",") != strings.Join(w.labels, ",") {
+				t.Errorf("metric %s: labels %v, want %v", w.name, names, w.labels)
+			}
+		}
+	}
+	if got := d.metric("rotator_vault_authenticated", nil); got != 1 {
+		t.Errorf("rotator_vault_authenticated: got %v, want 1", got)
+	}
+}
+
+func TestRunConcurrentForcedRequestsCoalesce(t *testing.T) {
+	f := newFixture(t, hoodtest.Options{})
+	ids := []string{"911", "912", "913"}
+	var b strings.Builder
+	for i, id := range ids {
+		f.addIntegrations(map[string]string{id: "telegram"})
+		fmt.Fprintf(&b, "  - {name: c%d, id: %q, provider: telegram, source: {mount: secret, path: \"{P}/tg\"}}\n", i, id)
+	}
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
+	d := f.startDaemon(f.runConfig("", `schedule: "@every 1h"`, b.String()))
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("913") == 1 })
+
+	// Slow pushes, so that every request arrives while the first pass runs.
+	f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 700 * time.Millisecond, Times: -1})
+	const n = 100
+	var wg sync.WaitGroup
+	codes := make(chan int, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _ := d.call("POST", "/v1/rotate", adminToken)
+			codes <- code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != 200 {
+			t.Errorf("forced request: got %d, want 200", code)
+		}
+	}
+	for _, id := range ids {
+		if got := f.patchCount(id); got != 2 {
+			t.Errorf("integration %s: got %d PATCHes, want 2 (start-up + one forced pass for %d requests)", id, got, n)
+		}
+	}
+	if got := d.metric("rotator_pass_duration_seconds", map[string]string{"trigger": "admin"}); got != 1 {
+		t.Errorf("forced passes: got %v, want 1", got)
+	}
+}
+
+func TestRunReloadRefusesBrokenConfig(t *testing.T) {
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"921": "telegram", "922": "telegram"})
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
+	cfg := f.runConfig("", `schedule: "@every 1h"`, `  - {name: r1, id: "921", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
+`)
+	good, _ := os.ReadFile(cfg)
+	d := f.startDaemon(cfg)
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("921") == 1 })
+
+	// A broken file is refused; the old configuration stays in force.
+	if err := os.WriteFile(cfg, append(bytes.Clone(good), []byte("bogus_key: 1\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.reload <- struct{}{}
+	eventually(t, 10*time.Second, "reload refused", func() bool {
+		return d.metric("rotator_config_last_reload_successful", nil) == 0
+	})
+	if !strings.Contains(d.logs.String(), "bogus_key") {
+		t.Errorf("the refused reload's problem is not logged")
+	}
+	if a := d.rotate("/v1/rotate"); len(a.Outcomes) != 1 || a.Outcomes[0].Result != "pushed" {
+		t.Errorf("forced pass after a refused reload: got %+v, want r1 pushed", a)
+	}
+
+	// A good file adds an integration and removes the old one's series.
+	next := strings.Replace(string(good), "name: r1, id: \"921\"", "name: r2, id: \"922\"", 1)
+	if err := os.WriteFile(cfg, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.reload <- struct{}{}
+	eventually(t, 10*time.Second, "reload applied", func() bool {
+		return d.metric("rotator_config_last_reload_successful", nil) == 1
+	})
+	_, body := d.call("GET", "/v1/status", adminToken)
+	if !strings.Contains(body, `"r2"`) || strings.Contains(body, `"r1"`) {
+		t.Errorf("status after reload: got %s, want r2 only", body)
+	}
+	if got := d.metric("rotator_rotations_total", map[string]string{"integration": "r1"}); got != -1 {
+		t.Errorf("series of the removed integration r1 still exported")
+	}
+}
+
+func TestRunShutdownLetsSlowPushFinish(t *testing.T) {
+	// Registered first, so it runs last, after every other cleanup: no
+	// goroutine of the daemon may outlive it. Idle keep-alive connections of
+	// HTTP clients (the test's own Vault client among them) are not leaks.
+	ignore := []goleak.Option{goleak.IgnoreCurrent(),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	}
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore...) })
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"931": "telegram"})
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
+	d := f.startDaemon(f.runConfig("", `schedule: "@every 1h"`, `  - {name: slow, id: "931", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
+`))
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("931") == 1 })
+
+	f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 2 * time.Second})
+	answer := make(chan rotateAnswer, 1)
+	go func() { answer <- d.rotate("/v1/rotate") }()
+	eventually(t, 10*time.Second, "the slow PATCH arrived", func() bool { return f.hood.Count("PATCH") == 2 })
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit code: got %d, want 0", code)
+	}
+	if got := f.patchCount("931"); got != 2 {
+		t.Errorf("the PATCH in flight at shutdown: got %d completed, want 2", got)
+	}
+	select {
+	case a := <-answer:
+		if len(a.Outcomes) != 1 || a.Outcomes[0].Result != "pushed" {
+			t.Errorf("forced pass interrupted by shutdown: got %+v, want pushed", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the forced request got no answer")
+	}
+}

@@ -1,0 +1,284 @@
+// Package daemon is `rotator run`: it loads the configuration, keeps the
+// Vault login alive, schedules passes with cron, serves the admin API and
+// metrics, reloads on request and shuts down gracefully. One goroutine (the
+// loop) owns passes: a scheduled pass, a forced pass and a reload never run
+// at the same time.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ocamba-rotator/rotator/internal/admin"
+	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/vault"
+)
+
+// ErrShuttingDown answers forced passes asked for while the daemon stops.
+var ErrShuttingDown = errors.New("rotator is shutting down")
+
+// Options configure Run.
+type Options struct {
+	ConfigPath string
+	Getenv     func(string) string // default os.Getenv
+	Logger     *slog.Logger
+	// Registry receives every metric and serves /metrics; default: a new one.
+	Registry *prometheus.Registry
+	Version  string
+	// Reload delivers reload requests (SIGHUP).
+	Reload <-chan struct{}
+	// ShutdownTimeout bounds how long pushes in flight may take to finish
+	// once shutdown starts, and then the admin server's shutdown. Default 30s.
+	ShutdownTimeout time.Duration
+	// Started, if set, is called once the admin server listens, with its address.
+	Started func(adminAddr string)
+}
+
+// ConfigError is returned by Run when the configuration cannot be used at
+// start-up (the process exits 2).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// world is everything built from one configuration.
+type world struct {
+	cfg    *config.Config
+	vault  *vault.Client
+	engine *rotate.Engine
+}
+
+// Daemon is a running `rotator run`.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *admin.Metrics
+	reload  *reloadMetrics
+	state   rotate.State
+	status  *statusBook
+	srv     *admin.Server
+
+	mu    sync.RWMutex // guards cur
+	cur   *world
+	force chan *forced
+	ticks chan []string
+	quit  chan struct{} // closed when the loop stops taking requests
+}
+
+// Run runs the daemon until ctx ends, then shuts down gracefully and
+// returns nil. A configuration that cannot be used at start-up is a
+// *ConfigError; an admin address that cannot be bound is another error.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	d := &Daemon{
+		opts:   opts,
+		log:    opts.Logger,
+		state:  rotate.NewMemoryState(),
+		status: newStatusBook(),
+		force:  make(chan *forced),
+		ticks:  make(chan []string),
+		quit:   make(chan struct{}),
+	}
+	cfg, err := config.LoadAndValidate(opts.ConfigPath, opts.Getenv)
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	if d.metrics, err = admin.NewMetrics(opts.Registry, opts.Version); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	if d.reload, err = newReloadMetrics(opts.Registry); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	w, err := d.build(cfg)
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	token, err := readAdminToken(cfg.Admin.TokenFile)
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	d.srv, err = admin.NewServer(admin.Options{
+		Listen: cfg.Admin.Listen, Token: token, Service: d, Gatherer: opts.Registry, Logger: d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("build admin server: %w", err)
+	}
+	if err := d.srv.Start(); err != nil {
+		return fmt.Errorf("start admin server on %s: %w", cfg.Admin.Listen, err)
+	}
+	d.log.Info("rotator started", "version", opts.Version, "admin", d.srv.Addr(),
+		"integrations", len(cfg.Integrations), "schedule", cfg.Schedule)
+	if opts.Started != nil {
+		opts.Started(d.srv.Addr())
+	}
+	d.reload.succeeded(time.Now())
+	d.loop(ctx, w)
+	return nil
+}
+
+// build makes the clients and the engine of a configuration.
+func (d *Daemon) build(cfg *config.Config) (*world, error) {
+	vc, err := vault.New(cfg.Vault, vault.Options{
+		Logger: d.log, Getenv: d.opts.Getenv, Observe: d.metrics.ObserveVault,
+		OnAuth: d.metrics.SetVaultAuthenticated,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	h := cfg.Hood
+	hc, err := hood.New(hood.Options{
+		BaseURL: h.BaseURL, Timeout: h.Timeout.D(),
+		Burst: h.RateLimit.Burst, PerMinute: h.RateLimit.PerMinute,
+		MaxAttempts: h.Retry.MaxAttempts, InitialBackoff: h.Retry.InitialBackoff.D(), MaxBackoff: h.Retry.MaxBackoff.D(),
+		UserAgent: "rotator/" + d.opts.Version, Logger: d.log, Observe: d.metrics.ObserveHood,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hood: %w", err)
+	}
+	eng := rotate.New(cfg, rotate.Options{Vault: vc, Hood: hc, State: d.state, Getenv: d.opts.Getenv, Logger: d.log})
+	return &world{cfg: cfg, vault: vc, engine: eng}, nil
+}
+
+// readAdminToken reads admin.token_file; no file means no token (403).
+func readAdminToken(path string) (secret.Value, error) {
+	if path == "" {
+		return secret.Value{}, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("admin.token_file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return secret.Value{}, fmt.Errorf("admin.token_file: %s is empty", path)
+	}
+	return secret.New(t), nil
+}
+
+func (d *Daemon) world() *world {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.cur
+}
+
+// Rotate implements admin.Service: it asks the loop for a forced pass and
+// waits for its report.
+func (d *Daemon) Rotate(ctx context.Context, req rotate.Request) (rotate.Report, error) {
+	if w := d.world(); w != nil {
+		if _, err := w.engine.Select(req.Only); err != nil {
+			return rotate.Report{}, err
+		}
+	}
+	f := &forced{req: req, arrived: time.Now(), reply: make(chan passResult, 1)}
+	select {
+	case d.force <- f:
+	case <-d.quit:
+		return rotate.Report{}, ErrShuttingDown
+	case <-ctx.Done():
+		return rotate.Report{}, ctx.Err()
+	}
+	select {
+	case r := <-f.reply:
+		return filter(r.rep, req.Only), r.err
+	case <-ctx.Done():
+		return rotate.Report{}, ctx.Err()
+	}
+}
+
+// Status implements admin.Service.
+func (d *Daemon) Status() []admin.IntegrationStatus { return d.status.list() }
+
+// Ready implements admin.Service: the configuration is loaded, the Vault
+// login succeeded and Vault answers its health check.
+func (d *Daemon) Ready() error {
+	w := d.world()
+	if w == nil {
+		return errors.New("configuration not loaded")
+	}
+	if !w.vault.Authenticated() {
+		return errors.New("vault: not authenticated")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := w.vault.Health(ctx); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	return nil
+}
+
+// filter keeps the outcomes of the named integrations (all when none named):
+// a request that shared a pass gets its own part of the report.
+func filter(rep rotate.Report, only []string) rotate.Report {
+	if len(only) == 0 {
+		return rep
+	}
+	want := map[string]bool{}
+	for _, n := range only {
+		want[n] = true
+	}
+	out := rep
+	out.Outcomes = nil
+	for _, o := range rep.Outcomes {
+		if want[o.Name] {
+			out.Outcomes = append(out.Outcomes, o)
+		}
+	}
+	return out
+}
+
+// reloadMetrics are the daemon's own additions to CONTRACT.md's metrics.
+type reloadMetrics struct {
+	ok   prometheus.Gauge
+	last prometheus.Gauge
+}
+
+func newReloadMetrics(reg prometheus.Registerer) (*reloadMetrics, error) {
+	m := &reloadMetrics{
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rotator_config_last_reload_successful",
+			Help: "1 if the last configuration (re)load succeeded, 0 if it was refused.",
+		}),
+		last: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rotator_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration in force was loaded.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.ok, m.last} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *reloadMetrics) succeeded(at time.Time) {
+	m.ok.Set(1)
+	m.last.Set(float64(at.UnixNano()) / 1e9)
+}
+
+func (m *reloadMetrics) failed() { m.ok.Set(0) }

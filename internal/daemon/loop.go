@@ -1,0 +1,290 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/rotate"
+)
+
+// forced is one forced-pass request from the admin API.
+type forced struct {
+	req     rotate.Request
+	arrived time.Time
+	reply   chan passResult
+}
+
+type passResult struct {
+	rep rotate.Report
+	err error
+}
+
+// group is forced requests that one pass serves: the same dry_run and the
+// same integrations.
+type group struct {
+	key     string
+	req     rotate.Request
+	latest  time.Time // latest arrival among the waiters
+	waiters []*forced
+}
+
+func keyOf(req rotate.Request) string {
+	only := slices.Clone(req.Only)
+	sort.Strings(only)
+	dry := "push"
+	if req.DryRun {
+		dry = "dry"
+	}
+	return dry + ":" + strings.Join(only, ",")
+}
+
+// running is the one pass in progress.
+type running struct {
+	key     string // the group key of a forced pass; "" otherwise
+	names   map[string]bool
+	dryRun  bool
+	waiters []*forced
+	stop    chan struct{}
+	cancel  context.CancelFunc
+	done    chan passResult
+}
+
+// session is the per-configuration machinery: schedules and Vault upkeep.
+type session struct {
+	sched  *scheduler
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (s *session) close() {
+	s.cancel()
+	s.sched.stop()
+	s.wg.Wait()
+}
+
+// loop owns passes until ctx ends, then shuts down.
+func (d *Daemon) loop(ctx context.Context, w *world) {
+	sess := d.install(ctx, w, nil)
+	var (
+		run     *running
+		pending []*group
+		due     = map[string]bool{}
+		startup = true
+		reload  bool
+	)
+	for {
+		if run == nil {
+			w := d.world()
+			switch {
+			case reload:
+				reload = false
+				sess = d.doReload(ctx, sess)
+				continue
+			case len(pending) > 0:
+				g := pending[0]
+				pending = pending[1:]
+				req := g.req
+				req.Trigger, req.Force, req.NotBefore = rotate.TriggerAdmin, true, g.latest
+				run = d.start(ctx, w, req, g.key)
+				run.waiters = g.waiters
+			case startup:
+				startup = false
+				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerStartup}, "")
+			case len(due) > 0:
+				names := known(w.cfg, due)
+				due = map[string]bool{}
+				if len(names) > 0 {
+					run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerSchedule, Only: names}, "")
+				}
+			}
+		}
+		var done chan passResult
+		if run != nil {
+			done = run.done
+		}
+		select {
+		case <-ctx.Done():
+			d.shutdown(run, pending, sess)
+			return
+		case f := <-d.force:
+			k := keyOf(f.req)
+			if run != nil && run.key == k {
+				run.waiters = append(run.waiters, f) // coalesce with the identical pass in flight
+				continue
+			}
+			if i := slices.IndexFunc(pending, func(g *group) bool { return g.key == k }); i >= 0 {
+				pending[i].waiters = append(pending[i].waiters, f)
+				pending[i].latest = f.arrived
+				continue
+			}
+			pending = append(pending, &group{key: k, req: f.req, latest: f.arrived, waiters: []*forced{f}})
+		case names := <-d.ticks:
+			for _, n := range names {
+				if run != nil && !run.dryRun && (run.names[n] || len(run.names) == 0) {
+					continue // being handled right now: a tick is not doubled
+				}
+				due[n] = true
+			}
+		case <-d.opts.Reload:
+			reload = true
+		case r := <-done:
+			d.finish(run, r)
+			run = nil
+		}
+	}
+}
+
+// known returns the due names that the configuration still has, in its order.
+func known(cfg *config.Config, due map[string]bool) []string {
+	var out []string
+	for _, in := range cfg.Integrations {
+		if due[in.Name] {
+			out = append(out, in.Name)
+		}
+	}
+	return out
+}
+
+// start runs a pass in its own goroutine. The pass does not end with the
+// daemon's context: on shutdown it is told to start no new push, and only
+// cancelled if the pushes in flight outlast the shutdown timeout.
+func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, key string) *running {
+	passCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &running{key: key, dryRun: req.DryRun, stop: make(chan struct{}), cancel: cancel, done: make(chan passResult, 1), names: map[string]bool{}}
+	for _, n := range req.Only {
+		r.names[n] = true
+	}
+	req.Stop = r.stop
+	go func() {
+		rep, err := w.engine.Pass(passCtx, req)
+		r.done <- passResult{rep: rep, err: err}
+	}()
+	return r
+}
+
+// finish records a pass and answers the requests that waited for it.
+func (d *Daemon) finish(r *running, res passResult) {
+	r.cancel()
+	if res.err == nil {
+		d.status.record(res.rep)
+		if !res.rep.DryRun {
+			d.metrics.ObservePass(res.rep)
+		}
+	}
+	for _, f := range r.waiters {
+		f.reply <- res
+	}
+}
+
+// install puts a configuration in force: schedules, Vault upkeep, status
+// and metric series. The previous session, if any, is closed first.
+func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
+	if old != nil {
+		old.close()
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	sched, err := newScheduler(sctx, w.cfg, d.ticks)
+	if err != nil {
+		// Validate parsed every schedule, so this is a bug; run without schedules.
+		d.log.Error("cannot schedule passes", "error", err.Error())
+		sched, _ = newScheduler(sctx, &config.Config{Timezone: "UTC"}, d.ticks)
+	}
+	s := &session{sched: sched, cancel: cancel}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		w.vault.KeepAlive(sctx)
+	}()
+	d.mu.Lock()
+	d.cur = w
+	d.mu.Unlock()
+	providers := map[string]string{}
+	for _, in := range w.cfg.Integrations {
+		providers[in.Name] = in.Provider
+	}
+	d.metrics.Retain(providers)
+	d.status.configure(w.cfg.Integrations, sched.next)
+	sched.start()
+	return s
+}
+
+// doReload loads the configuration file again. An invalid file is refused,
+// each problem logged, and the configuration in force stays.
+func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
+	log := d.log.With("config", d.opts.ConfigPath)
+	cfg, err := config.LoadAndValidate(d.opts.ConfigPath, d.opts.Getenv)
+	if err != nil {
+		d.reload.failed()
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			for _, p := range ve.Problems {
+				log.Error("reload refused: invalid configuration", "problem", p.String())
+			}
+		} else {
+			log.Error("reload refused", "error", err.Error())
+		}
+		return sess
+	}
+	w, err := d.build(cfg)
+	if err == nil {
+		var token = d.srv
+		t, terr := readAdminToken(cfg.Admin.TokenFile)
+		if terr != nil {
+			err = terr
+		} else {
+			token.SetToken(t)
+		}
+	}
+	if err != nil {
+		d.reload.failed()
+		log.Error("reload refused", "error", err.Error())
+		return sess
+	}
+	if old := d.world(); old != nil && old.cfg.Admin.Listen != cfg.Admin.Listen {
+		log.Warn("admin.listen changed: it takes effect at the next restart", "listen", old.cfg.Admin.Listen)
+	}
+	sess = d.install(ctx, w, sess)
+	d.reload.succeeded(time.Now())
+	log.Info("configuration reloaded", "integrations", len(cfg.Integrations))
+	return sess
+}
+
+// shutdown stops schedules, lets the pushes in flight finish (bounded by the
+// shutdown timeout), answers waiting requests, and closes the admin server.
+func (d *Daemon) shutdown(run *running, pending []*group, sess *session) {
+	close(d.quit)
+	d.log.Info("shutting down", "pass_running", run != nil)
+	sess.cancel()
+	sess.sched.stop()
+	if run != nil {
+		close(run.stop)
+		t := time.NewTimer(d.opts.ShutdownTimeout)
+		select {
+		case res := <-run.done:
+			d.finish(run, res)
+		case <-t.C:
+			d.log.Warn("pushes still in flight after the shutdown timeout: cancelling them", "timeout", d.opts.ShutdownTimeout.String())
+			run.cancel()
+			d.finish(run, <-run.done)
+		}
+		t.Stop()
+	}
+	for _, g := range pending {
+		for _, f := range g.waiters {
+			f.reply <- passResult{err: ErrShuttingDown}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownTimeout)
+	defer cancel()
+	if err := d.srv.Shutdown(ctx); err != nil {
+		d.log.Warn("admin server shutdown", "error", err.Error())
+	}
+	sess.wg.Wait()
+	d.log.Info("stopped")
+}
