@@ -18,4 +18,4 @@ VOLUME ["/var/lib/rotator"]
 WORKDIR /var/lib/rotator
 EXPOSE 9464
 ENTRYPOINT ["/usr/local/bin/rotator"]
-CMD ["once", "--config", "/etc/rotator/config.yaml"]
+CMD ["run", "--config", "/etc/rotator/config.yaml"]

@@ -14,9 +14,11 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/state"
 	"github.com/ocamba-rotator/rotator/internal/vault"
 )
 
@@ -256,7 +258,19 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
 		return exitInvalid
 	}
-	eng := rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, Getenv: e.getenv, Logger: log})
+	st, err := state.Open(cfg.State.Path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+		return exitFailed
+	}
+	defer st.Close()
+	al, err := audit.Open(cfg.Audit.Path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+		return exitFailed
+	}
+	defer al.Close()
+	eng := rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: st, Audit: al, Getenv: e.getenv, Logger: log})
 	rep, err := eng.Pass(ctx, rotate.Request{Trigger: rotate.TriggerCLI, Force: force, DryRun: name == "plan", Only: only})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: --only: %v\n", name, err)
@@ -292,6 +306,10 @@ func (f failingReader) ReadKV(context.Context, string, string, int) (*vault.KV, 
 	return nil, f.err
 }
 
+func (f failingReader) ReadKVVersion(context.Context, string, string, int) (*vault.KV, error) {
+	return nil, f.err
+}
+
 // printSummary writes the human-readable table that ends `once` and `plan`.
 func printSummary(w io.Writer, rep rotate.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -307,7 +325,9 @@ func printSummary(w io.Writer, rep rotate.Report) {
 		switch o.Result {
 		case rotate.ResultFailed:
 			outcome = "failed: " + oneLine(o.Error)
-		case rotate.ResultWouldPush, rotate.ResultPushed:
+		case rotate.ResultWouldPush:
+			outcome += " (changes: " + strings.Join(o.Changed, ", ") + ")"
+		case rotate.ResultPushed:
 			outcome += " (" + strings.Join(o.Settings, ", ") + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Name, o.ID, o.Provider, ver, outcome)

@@ -50,11 +50,19 @@ type fixture struct {
 	hoodToken string
 	dir       string
 	env       map[string]string
+	vs        *vaulttest.Server
 }
 
 func newFixture(t *testing.T, opts hoodtest.Options) *fixture {
 	t.Helper()
+	return newFixtureOn(t, vaultSrv, opts)
+}
+
+// newFixtureOn is newFixture with another Vault server.
+func newFixtureOn(t *testing.T, vs *vaulttest.Server, opts hoodtest.Options) *fixture {
+	t.Helper()
 	f := &fixture{
+		vs:        vs,
 		t:         t,
 		prefix:    fmt.Sprintf("t%d", seq.Add(1)),
 		hoodToken: "hood-token-" + sentinel,
@@ -67,7 +75,7 @@ func newFixture(t *testing.T, opts hoodtest.Options) *fixture {
 	}
 	t.Cleanup(func() { h.Close() })
 	f.hood = h
-	f.env = map[string]string{"VAULT_ADDR": vaultSrv.Addr, "VAULT_TOKEN": vaultSrv.RootToken}
+	f.env = map[string]string{"VAULT_ADDR": vs.Addr, "VAULT_TOKEN": vs.RootToken}
 	f.put("secret", "rotator/hood", map[string]any{"token": f.hoodToken})
 	return f
 }
@@ -75,7 +83,7 @@ func newFixture(t *testing.T, opts hoodtest.Options) *fixture {
 // put writes a secret under the fixture's prefix and returns its version.
 func (f *fixture) put(mount, path string, data map[string]any) int {
 	f.t.Helper()
-	v, err := vaultSrv.PutKV(context.Background(), mount, f.prefix+"/"+path, data)
+	v, err := f.vs.PutKV(context.Background(), mount, f.prefix+"/"+path, data)
 	if err != nil {
 		f.t.Fatalf("put %s/%s: %v", mount, path, err)
 	}
@@ -100,8 +108,13 @@ hood:
   token:
     vault: {mount: secret, path: {P}/rotator/hood, key: token}
   retry: {max_attempts: 4, initial_backoff: 50ms, max_backoff: 5s}
+  verify_timeout: 3s
+state:
+  path: %s
+audit:
+  path: %s
 integrations:
-%s`, auth, f.hood.URL(), integrations)
+%s`, auth, f.hood.URL(), filepath.Join(f.dir, "state.db"), filepath.Join(f.dir, "audit.log"), integrations)
 	body = strings.ReplaceAll(body, "{P}", f.prefix)
 	path := filepath.Join(f.dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
@@ -375,7 +388,7 @@ func TestWrongProviderFieldRefusedBeforeAnyCall(t *testing.T) {
 		if r.code != 2 {
 			t.Errorf("%s: exit code got %d, want 2", cmd, r.code)
 		}
-		if want := "integrations[0].fields.api_kye (line 12): not a setting of provider mailgun_email"; !strings.Contains(r.stderr, want) {
+		if want := "integrations[0].fields.api_kye (line 17): not a setting of provider mailgun_email"; !strings.Contains(r.stderr, want) {
 			t.Errorf("%s: stderr got:\n%s\nwant it to contain %q", cmd, r.stderr, want)
 		}
 	}
@@ -394,7 +407,7 @@ func TestPlanPushesNothing(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit code: got %d, want 0\n%s", r.code, r.stderr)
 	}
-	if line := summaryLine(r.stdout, "tg"); !strings.Contains(line, "would push (auth_token, chat_id)") {
+	if line := summaryLine(r.stdout, "tg"); !strings.Contains(line, "would push (changes: auth_token, chat_id)") {
 		t.Errorf("plan: got %q, want would push with the setting names", line)
 	}
 	if got := f.hood.Count(""); got != 0 {
@@ -417,9 +430,11 @@ func TestOnceHoodFaults(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit code: got %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	perID := map[string][]hoodtest.Request{}
+	perID := map[string][]hoodtest.Request{} // PATCHes by integration id
 	for _, req := range f.hood.Requests() {
-		perID[req.ID] = append(perID[req.ID], req)
+		if req.Method == "PATCH" {
+			perID[req.ID] = append(perID[req.ID], req)
+		}
 	}
 	if got := len(perID["701"]); got != 2 {
 		t.Errorf("429 with Retry-After: got %d requests, want 2", got)
@@ -445,12 +460,12 @@ func TestOnceHoodFaults(t *testing.T) {
 	f.hood.ClearFaults()
 	f.hood.Reset()
 	f.hood.SetTokens("a-newer-token")
-	r = f.rotator("once", "--config", cfg)
+	r = f.rotator("once", "--config", cfg, "--force")
 	if r.code != 1 {
 		t.Fatalf("exit code with a rejected token: got %d, want 1", r.code)
 	}
 	if got := f.hood.Count(""); got != 3 {
-		t.Errorf("requests with a rejected token: got %d, want 3 (one per integration, no retry)", got)
+		t.Errorf("requests with a rejected token: got %d, want 3 (one read per integration, no retry, no push)", got)
 	}
 	for _, name := range []string{"throttled", "flaky", "broken"} {
 		if line := summaryLine(r.stdout, name); !strings.Contains(line, "401") {
@@ -461,7 +476,7 @@ func TestOnceHoodFaults(t *testing.T) {
 
 func TestOnceSixtyIntegrationsWithinDocumentedLimits(t *testing.T) {
 	if testing.Short() {
-		t.Skip("takes about 6 s of rate-limited requests")
+		t.Skip("takes about a minute of rate-limited requests")
 	}
 	f := newFixture(t, hoodtest.Options{Burst: 10, PerMinute: 150}) // the documented limits
 	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
@@ -481,6 +496,9 @@ func TestOnceSixtyIntegrationsWithinDocumentedLimits(t *testing.T) {
 	}
 	if got := f.hood.Count("PATCH"); got != 60 {
 		t.Errorf("PATCHes: got %d, want 60", got)
+	}
+	if got := f.hood.Count("GET"); got != 120 {
+		t.Errorf("GETs: got %d, want 120 (a preflight and a verification per integration)", got)
 	}
 	if !strings.Contains(r.stdout, "60 integration(s): 60 pushed") {
 		t.Errorf("summary: got\n%s", r.stdout)
@@ -505,6 +523,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"plan", "--config", cfg, "--force"}, 2, "flag provided but not defined: -force"},
 		{[]string{"validate", "--config", cfg}, 0, "valid, 1 integration(s)"},
 		{[]string{"version"}, 0, "rotator dev"},
+		{[]string{"run", "--config", filepath.Join(f.dir, "missing.yaml")}, 2, "missing.yaml"},
+		{[]string{"run"}, 2, "no configuration file"},
 	}
 	for _, tt := range tests {
 		r := f.rotator(tt.args...)

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
+	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 
 const adminToken = "admin-token-" + sentinel
@@ -470,5 +471,86 @@ func TestRunShutdownLetsSlowPushFinish(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("the forced request got no answer")
+	}
+}
+
+func TestRunRecoversRevokedTokenByAppRoleLogin(t *testing.T) {
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"941": "telegram"})
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
+	ctx := context.Background()
+	policy := fmt.Sprintf(`path "secret/data/%s/*" { capabilities = ["read"] }`, f.prefix)
+	if err := vaultSrv.WritePolicy(ctx, "run-"+f.prefix, policy); err != nil {
+		t.Fatal(err)
+	}
+	roleID, secretID, err := vaultSrv.EnableAppRole(ctx, "approle", "run-"+f.prefix, []string{"run-" + f.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sidFile := filepath.Join(f.dir, "secret-id")
+	if err := os.WriteFile(sidFile, []byte(secretID), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	delete(f.env, "VAULT_TOKEN")
+	cfg := f.runConfig(fmt.Sprintf("method: approle\n    role_id: %s\n    secret_id_file: %s", roleID, sidFile), `schedule: "@every 1h"`,
+		`  - {name: ar, id: "941", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
+`)
+	d := f.startDaemon(cfg)
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("941") == 1 })
+
+	if _, err := vaultSrv.RevokeAllTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel + "-v2", "chat_id": "1"})
+	a := d.rotate("/v1/rotate")
+	if len(a.Outcomes) != 1 || a.Outcomes[0].Result != "pushed" {
+		t.Fatalf("forced pass after the token was revoked: got %+v, want pushed after a new AppRole login", a)
+	}
+	eventually(t, 20*time.Second, "vault authenticated again", func() bool {
+		return d.metric("rotator_vault_authenticated", nil) == 1
+	})
+	if got := d.metric("rotator_vault_requests_total", map[string]string{"operation": "login", "result": "ok"}); got < 2 {
+		t.Errorf("successful logins: got %v, want at least 2", got)
+	}
+}
+
+func TestRunVaultOutageAndRecovery(t *testing.T) {
+	vs := vaulttest.PersistentForTest(t)
+	f := newFixtureOn(t, vs, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"951": "telegram"})
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
+	d := f.startDaemon(f.runConfig("", `schedule: "@every 1s"`,
+		`  - {name: vo, id: "951", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
+`))
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("951") == 1 })
+	if code, body := d.call("GET", "/readyz", ""); code != 200 {
+		t.Fatalf("/readyz with Vault up: got %d %s, want 200", code, body)
+	}
+
+	if err := vs.StopProcess(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := d.call("GET", "/readyz", ""); code != 503 || !strings.Contains(body, "vault") {
+		t.Errorf("/readyz with Vault down: got %d %q, want 503 naming vault", code, body)
+	}
+	a := d.rotate("/v1/rotate")
+	if len(a.Outcomes) != 1 || a.Outcomes[0].Result != "failed" || !strings.Contains(a.Outcomes[0].Error, "unreachable") {
+		t.Errorf("forced pass with Vault down: got %+v, want failed: unreachable", a)
+	}
+	eventually(t, 20*time.Second, "scheduled passes fail while Vault is down", func() bool {
+		return d.metric("rotator_consecutive_failures", map[string]string{"integration": "vo"}) >= 2
+	})
+	if code, _ := d.call("GET", "/healthz", ""); code != 200 {
+		t.Errorf("/healthz with Vault down: got %d, want 200 (the process is serving)", code)
+	}
+
+	if err := vs.StartProcess(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.put("secret", "tg", map[string]any{"auth_token": sentinel + "-v2", "chat_id": "1"})
+	eventually(t, 30*time.Second, "a scheduled pass pushed the new version after Vault came back", func() bool { return f.patchCount("951") == 2 })
+	eventually(t, 10*time.Second, "/readyz 200 again", func() bool { code, _ := d.call("GET", "/readyz", ""); return code == 200 })
+	if got := d.metric("rotator_consecutive_failures", map[string]string{"integration": "vo"}); got != 0 {
+		t.Errorf("consecutive failures after recovery: got %v, want 0", got)
 	}
 }

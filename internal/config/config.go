@@ -59,6 +59,9 @@ type Hood struct {
 	RateLimit         RateLimit `yaml:"rate_limit"`
 	Retry             Retry     `yaml:"retry"`         // addition to CONTRACT.md
 	MaxInFlight       int       `yaml:"max_in_flight"` // addition: integrations pushed at once
+	// VerifyTimeout bounds how long a push's verification waits for Hood's
+	// credentials test to finish (addition to CONTRACT.md).
+	VerifyTimeout Duration `yaml:"verify_timeout"`
 }
 
 // Token says where the Hood API bearer token comes from: exactly one of Vault or Env.
@@ -141,6 +144,7 @@ const (
 	DefaultInitialBackoff  = 500 * time.Millisecond
 	DefaultMaxBackoff      = 60 * time.Second
 	DefaultMaxInFlight     = 4
+	DefaultVerifyTimeout   = 30 * time.Second
 	DefaultSchedule        = "0 3 * * *"
 	DefaultTimezone        = "UTC"
 	DefaultAdminListen     = "127.0.0.1:9464"
@@ -212,6 +216,9 @@ func (c *Config) ApplyDefaults(getenv func(string) string) {
 	}
 	if unset("hood.max_in_flight", h.MaxInFlight == 0) {
 		h.MaxInFlight = DefaultMaxInFlight
+	}
+	if unset("hood.verify_timeout", h.VerifyTimeout == 0) {
+		h.VerifyTimeout = Duration(DefaultVerifyTimeout)
 	}
 	if h.Token.Vault != nil && unset("hood.token.vault.kv_version", h.Token.Vault.KVVersion == 0) {
 		h.Token.Vault.KVVersion = DefaultKVVersion

@@ -390,7 +390,7 @@ func TestParseProblems(t *testing.T) {
 		{"every unknown key", "vault:\n  adress: x\n  auth:\n    metod: token\nhood:\n  rate_limt: {}\n", []string{
 			"vault.adress (line 2): unknown key (valid: address, auth, ca_cert, namespace)",
 			"vault.auth.metod (line 4): unknown key (valid: jwt_file, method, mount, role, role_id, secret_id_file, token_file)",
-			"hood.rate_limt (line 6): unknown key (valid: allow_insecure_http, base_url, max_in_flight, rate_limit, retry, timeout, token)",
+			"hood.rate_limt (line 6): unknown key (valid: allow_insecure_http, base_url, max_in_flight, rate_limit, retry, timeout, token, verify_timeout)",
 		}},
 		{"maps accept any key", "integrations:\n  - fields: {anything: x}\n    static: {whatever: y}\n", nil},
 		{"duplicate key", "schedule: a\nschedule: b\n", []string{"schedule (line 2): duplicate key (first at line 1)"}},

@@ -233,6 +233,9 @@ func (v *validator) hood() {
 	if h.MaxInFlight < 1 || h.MaxInFlight > 64 {
 		v.add("hood.max_in_flight", "must be between 1 and 64, got %d", h.MaxInFlight)
 	}
+	if h.VerifyTimeout <= 0 || h.VerifyTimeout.D() > 10*time.Minute {
+		v.add("hood.verify_timeout", "must be more than 0s and at most 10m, got %s", h.VerifyTimeout)
+	}
 }
 
 // schedule checks the cron expression at path.

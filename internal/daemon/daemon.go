@@ -18,10 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocamba-rotator/rotator/internal/admin"
+	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/state"
 	"github.com/ocamba-rotator/rotator/internal/vault"
 )
 
@@ -65,7 +67,8 @@ type Daemon struct {
 	log     *slog.Logger
 	metrics *admin.Metrics
 	reload  *reloadMetrics
-	state   rotate.State
+	state   *state.Store
+	audit   *audit.Log
 	status  *statusBook
 	srv     *admin.Server
 
@@ -98,7 +101,6 @@ func Run(ctx context.Context, opts Options) error {
 	d := &Daemon{
 		opts:   opts,
 		log:    opts.Logger,
-		state:  rotate.NewMemoryState(),
 		status: newStatusBook(),
 		force:  make(chan *forced),
 		ticks:  make(chan []string),
@@ -114,6 +116,14 @@ func Run(ctx context.Context, opts Options) error {
 	if d.reload, err = newReloadMetrics(opts.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	if d.state, err = state.Open(cfg.State.Path); err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	defer d.state.Close()
+	if d.audit, err = audit.Open(cfg.Audit.Path); err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	defer func() { d.audit.Close() }()
 	w, err := d.build(cfg)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -160,7 +170,7 @@ func (d *Daemon) build(cfg *config.Config) (*world, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hood: %w", err)
 	}
-	eng := rotate.New(cfg, rotate.Options{Vault: vc, Hood: hc, State: d.state, Getenv: d.opts.Getenv, Logger: d.log})
+	eng := rotate.New(cfg, rotate.Options{Vault: vc, Hood: hc, State: d.state, Audit: d.audit, Getenv: d.opts.Getenv, Logger: d.log})
 	return &world{cfg: cfg, vault: vc, engine: eng}, nil
 }
 

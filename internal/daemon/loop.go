@@ -246,8 +246,16 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 		log.Error("reload refused", "error", err.Error())
 		return sess
 	}
-	if old := d.world(); old != nil && old.cfg.Admin.Listen != cfg.Admin.Listen {
-		log.Warn("admin.listen changed: it takes effect at the next restart", "listen", old.cfg.Admin.Listen)
+	if old := d.world(); old != nil {
+		if old.cfg.Admin.Listen != cfg.Admin.Listen {
+			log.Warn("admin.listen changed: it takes effect at the next restart", "listen", old.cfg.Admin.Listen)
+		}
+		if old.cfg.State.Path != cfg.State.Path {
+			log.Warn("state.path changed: it takes effect at the next restart", "path", old.cfg.State.Path)
+		}
+		if old.cfg.Audit.Path != cfg.Audit.Path {
+			log.Warn("audit.path changed: it takes effect at the next restart", "path", old.cfg.Audit.Path)
+		}
 	}
 	sess = d.install(ctx, w, sess)
 	d.reload.succeeded(time.Now())

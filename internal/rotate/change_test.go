@@ -22,7 +22,7 @@ func TestChangeDetection(t *testing.T) {
 	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
 	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
 	cfg := engineConfig(2, func(int) string { return "a" })
-	eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh})
+	eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, State: newState(t)})
 	ctx := context.Background()
 	pass := func(req rotate.Request) rotate.Report {
 		t.Helper()
@@ -75,14 +75,14 @@ func TestScheduledPassRefusesDowngrade(t *testing.T) {
 	fv, fh := newFakes()
 	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
 	cfg := engineConfig(1, func(int) string { return "a" })
-	state := rotate.NewMemoryState()
-	eng := rotate.New(cfg, rotate.Options{Vault: versioned{fv, 5}, Hood: fh, State: state})
+	st := newState(t)
+	eng := rotate.New(cfg, rotate.Options{Vault: versioned{fv, 5}, Hood: fh, State: st})
 	fv.secrets["secret/a"] = map[string]string{"auth_token": "v5", "chat_id": "1"}
 	if rep, _ := eng.Pass(context.Background(), rotate.Request{}); rep.Outcomes[0].Result != "pushed" {
 		t.Fatalf("got %v, want pushed", results(rep))
 	}
 	fv.secrets["secret/a"] = map[string]string{"auth_token": "v4", "chat_id": "1"}
-	old := rotate.New(cfg, rotate.Options{Vault: versioned{fv, 4}, Hood: fh, State: state})
+	old := rotate.New(cfg, rotate.Options{Vault: versioned{fv, 4}, Hood: fh, State: st})
 	rep, _ := old.Pass(context.Background(), rotate.Request{})
 	if o := rep.Outcomes[0]; o.Result != "failed" || !errors.Is(o.Err, rotate.ErrDowngrade) {
 		t.Errorf("older version on schedule: got %s %v, want failed with ErrDowngrade", o.Result, o.Err)
@@ -113,7 +113,7 @@ func TestStopKeepsPushesFromStarting(t *testing.T) {
 	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
 	stop := make(chan struct{})
 	close(stop)
-	rep, _ := rotate.New(engineConfig(3, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh}).
+	rep, _ := rotate.New(engineConfig(3, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: newState(t)}).
 		Pass(context.Background(), rotate.Request{Stop: stop})
 	for _, o := range rep.Outcomes {
 		if !errors.Is(o.Err, rotate.ErrStopping) {

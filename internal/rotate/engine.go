@@ -6,7 +6,6 @@ package rotate
 
 import (
 	"context"
-	"crypto/hmac"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,20 +13,30 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/state"
 	"github.com/ocamba-rotator/rotator/internal/vault"
 )
 
-// SecretReader reads one Vault KV secret.
+// SecretReader reads Vault KV secrets: the current version, or (for a
+// rollback) a given KV v2 version.
 type SecretReader interface {
 	ReadKV(ctx context.Context, mount, path string, kvVersion int) (*vault.KV, error)
+	ReadKVVersion(ctx context.Context, mount, path string, version int) (*vault.KV, error)
 }
 
-// Pusher sends an integration's settings to Hood.
-type Pusher interface {
+// Hood is what the engine needs of the Hood API.
+type Hood interface {
 	UpdateSettings(ctx context.Context, token secret.Value, id string, settings map[string]secret.Value) error
+	GetIntegration(ctx context.Context, token secret.Value, id string) (*hood.Integration, error)
+}
+
+// Auditor receives one record per push, verification and rollback.
+type Auditor interface {
+	Write(r audit.Record) error
 }
 
 // Trigger says what started a pass.
@@ -94,7 +103,9 @@ type Outcome struct {
 	TraceID      string        `json:"trace_id,omitempty"`
 	Settings     []string      `json:"settings,omitempty"` // names of the settings pushed (or to push)
 	Warnings     []string      `json:"warnings,omitempty"`
-	Reason       string        `json:"reason,omitempty"` // why unchanged
+	Reason       string        `json:"reason,omitempty"`  // why unchanged
+	Changed      []string      `json:"changed,omitempty"` // setting names whose value differs from the last confirmed push
+	RolledBack   bool          `json:"rolled_back,omitempty"`
 	Started      time.Time     `json:"started"`
 	Duration     time.Duration `json:"duration_ns"`
 	Err          error         `json:"-"`
@@ -123,8 +134,9 @@ func (r Report) Failed() int {
 // Options are the engine's collaborators.
 type Options struct {
 	Vault  SecretReader
-	Hood   Pusher
-	State  State               // change detection; default: a fresh MemoryState
+	Hood   Hood
+	State  State               // durable state: change detection, verification outcomes, history
+	Audit  Auditor             // optional
 	Getenv func(string) string // for hood.token.env; default: none set
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -135,8 +147,9 @@ type Options struct {
 type Engine struct {
 	cfg    *config.Config
 	vault  SecretReader
-	hood   Pusher
+	hood   Hood
 	state  State
+	audit  Auditor
 	getenv func(string) string
 	log    *slog.Logger
 	now    func() time.Time
@@ -144,9 +157,9 @@ type Engine struct {
 
 // New returns an engine for a validated configuration.
 func New(cfg *config.Config, opts Options) *Engine {
-	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, getenv: opts.Getenv, log: opts.Logger, now: opts.Now}
-	if e.state == nil {
-		e.state = NewMemoryState()
+	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, audit: opts.Audit, getenv: opts.Getenv, log: opts.Logger, now: opts.Now}
+	if e.audit == nil {
+		e.audit = noAudit{}
 	}
 	if e.getenv == nil {
 		e.getenv = func(string) string { return "" }
@@ -243,24 +256,30 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 			o.Err = err
 			continue
 		}
-		fp := e.state.Fingerprint(in, built.Settings)
-		last, seen := e.state.Last(in.Name)
-		same := seen && hmac.Equal(last.Fingerprint, fp)
-		switch {
-		case same && !req.Force:
-			o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("settings equal to the push confirmed at %s", last.At.UTC().Format(time.RFC3339))
+		plain := reveal(built.Settings)
+		p := state.Pushed{
+			Fingerprint: e.state.Fingerprint(in.ID, in.Provider, plain),
+			SettingMACs: e.state.SettingMACs(in.ID, in.Provider, plain),
+			VaultPath:   o.VaultPath, VaultVersion: r.kv.Version,
+		}
+		rec, _, err := e.state.Get(in.Name)
+		if err != nil {
+			o.Err = fmt.Errorf("read state: %w", err)
 			continue
-		case same && !req.NotBefore.IsZero() && !last.At.Before(req.NotBefore):
-			o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("already pushed at %s, after this request arrived", last.At.UTC().Format(time.RFC3339))
+		}
+		if why, err := decide(rec, p, req); err != nil {
+			o.Err = err
 			continue
-		case !req.Force && seen && last.VaultPath == o.VaultPath && r.kv.Version > 0 && r.kv.Version < last.VaultVersion:
-			o.Err = fmt.Errorf("%w: %s is at version %d, version %d was pushed; force a pass to push it anyway", ErrDowngrade, o.VaultPath, r.kv.Version, last.VaultVersion)
+		} else if why != "" {
+			o.Result, o.Reason = ResultUnchanged, why
 			continue
-		case req.DryRun:
+		}
+		o.Changed = changed(rec.Confirmed, p)
+		if req.DryRun {
 			o.Result = ResultWouldPush
 			continue
 		}
-		jobs = append(jobs, job{i: i, in: in, built: built, fp: fp})
+		jobs = append(jobs, job{i: i, in: in, built: built, pushed: p, rec: rec, kv: r.kv})
 	}
 
 	if len(jobs) > 0 {
@@ -272,7 +291,7 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 				outcomes[j.i].Err = fmt.Errorf("read Hood token: %w", err)
 			}
 		} else {
-			e.push(ctx, req, token, jobs, outcomes)
+			e.pushAll(ctx, req, token, jobs, outcomes)
 		}
 	}
 
@@ -292,64 +311,6 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	rep.Finished = e.now()
 	log.Info("pass finished", "integrations", len(outcomes), "failed", rep.Failed(), "duration", rep.Finished.Sub(rep.Started).String())
 	return rep, nil
-}
-
-// job is one push of a pass.
-type job struct {
-	i     int
-	in    config.Integration
-	built Built
-	fp    []byte
-}
-
-// push runs the jobs with at most MaxInFlight in flight; the Hood client's
-// limiter keeps the request rate inside Hood's windows.
-func (e *Engine) push(ctx context.Context, req Request, token secret.Value, jobs []job, outcomes []Outcome) {
-	workers := max(1, min(e.cfg.Hood.MaxInFlight, len(jobs)))
-	ch := make(chan job)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range ch {
-				o := &outcomes[j.i]
-				if err := ctx.Err(); err != nil {
-					o.Err = fmt.Errorf("pass stopped before the push: %w", err)
-					continue
-				}
-				if stopped(req.Stop) {
-					o.Err = ErrStopping
-					continue
-				}
-				start := e.now()
-				o.Err = e.hood.UpdateSettings(ctx, token, j.in.ID, j.built.Settings)
-				o.Duration = e.now().Sub(start)
-				if o.Err != nil {
-					continue
-				}
-				o.Result = ResultPushed
-				p := Pushed{Fingerprint: j.fp, VaultPath: o.VaultPath, VaultVersion: o.VaultVersion, At: e.now()}
-				if err := e.state.Confirm(j.in.Name, p); err != nil {
-					o.Warnings = append(o.Warnings, "pushed, but the state was not saved: "+err.Error())
-				}
-			}
-		}()
-	}
-	for _, j := range jobs {
-		ch <- j
-	}
-	close(ch)
-	wg.Wait()
-}
-
-func stopped(stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return true
-	default:
-		return false
-	}
 }
 
 func (e *Engine) logOutcome(log *slog.Logger, o Outcome) {

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/state"
 	"github.com/ocamba-rotator/rotator/internal/vault"
 )
 
@@ -20,6 +24,8 @@ type fakeVault struct {
 	secrets map[string]map[string]string
 	fail    map[string]error
 	reads   map[string]int
+	// versions serves ReadKVVersion: "mount/path@N" -> data.
+	versions map[string]map[string]string
 }
 
 func (f *fakeVault) ReadKV(_ context.Context, mount, path string, kvVersion int) (*vault.KV, error) {
@@ -37,12 +43,52 @@ func (f *fakeVault) ReadKV(_ context.Context, mount, path string, kvVersion int)
 	return kvOf(data, nil), nil
 }
 
-// fakeHood records pushes and fails the ids it is told to.
+// fakeHood records pushes and fails the ids it is told to. Every
+// integration is a telegram one unless providers says otherwise; its
+// effective_status is "active" unless effective says otherwise.
 type fakeHood struct {
-	mu     sync.Mutex
-	pushes map[string]map[string]string
-	tokens []string
-	fail   map[string]error
+	mu        sync.Mutex
+	pushes    map[string]map[string]string
+	tokens    []string
+	fail      map[string]error
+	providers map[string]string
+	effective map[string]string
+	testing   map[string]int      // GETs that answer "testing" first
+	schema    map[string][]string // live schema override
+	gets      int
+}
+
+func (f *fakeHood) GetIntegration(_ context.Context, _ secret.Value, id string) (*hood.Integration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gets++
+	key := f.providers[id]
+	if key == "" {
+		key = "telegram"
+	}
+	p, _ := hood.LookupProvider(key)
+	in := &hood.Integration{ID: id, Status: "active", EffectiveStatus: "active", Provider: hood.ProviderInfo{Name: p.Name, Type: p.Type}}
+	if s := f.effective[id]; s != "" {
+		in.EffectiveStatus = s
+	}
+	if strings.HasPrefix(f.pushes[id]["auth_token"], "bad") {
+		in.EffectiveStatus = "inactive" // Hood's credentials test failed
+	}
+	if f.testing[id] > 0 {
+		f.testing[id]--
+		in.EffectiveStatus = "testing"
+	}
+	if s := f.schema[id]; s != nil {
+		in.Provider.Settings = nil
+		for _, name := range s {
+			in.Provider.Settings = append(in.Provider.Settings, hood.SettingInfo{Name: name})
+		}
+		return in, nil
+	}
+	for _, fl := range p.Fields {
+		in.Provider.Settings = append(in.Provider.Settings, hood.SettingInfo{Name: fl.Name})
+	}
+	return in, nil
 }
 
 func (f *fakeHood) UpdateSettings(_ context.Context, token secret.Value, id string, s map[string]secret.Value) error {
@@ -56,13 +102,36 @@ func (f *fakeHood) UpdateSettings(_ context.Context, token secret.Value, id stri
 	return nil
 }
 
+func (f *fakeVault) ReadKVVersion(ctx context.Context, mount, path string, version int) (*vault.KV, error) {
+	f.mu.Lock()
+	data, ok := f.versions[fmt.Sprintf("%s/%s@%d", mount, path, version)]
+	f.mu.Unlock()
+	if !ok {
+		return nil, &vault.Error{Op: "read", Mount: mount, Path: path, Kind: vault.KindNotFound, Err: vault.ErrNotFound}
+	}
+	kv := kvOf(data, nil)
+	kv.Version = version
+	return kv, nil
+}
+
 func newFakes() (*fakeVault, *fakeHood) {
-	return &fakeVault{secrets: map[string]map[string]string{}, fail: map[string]error{}, reads: map[string]int{}},
-		&fakeHood{pushes: map[string]map[string]string{}, fail: map[string]error{}}
+	return &fakeVault{secrets: map[string]map[string]string{}, fail: map[string]error{}, reads: map[string]int{}, versions: map[string]map[string]string{}},
+		&fakeHood{pushes: map[string]map[string]string{}, fail: map[string]error{}, providers: map[string]string{}, effective: map[string]string{}, testing: map[string]int{}, schema: map[string][]string{}}
+}
+
+// newState opens a state file in the test's temporary directory.
+func newState(t *testing.T) *state.Store {
+	t.Helper()
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func engineConfig(n int, path func(i int) string) *config.Config {
-	cfg := &config.Config{Hood: config.Hood{MaxInFlight: 3, Token: config.Token{Vault: &config.SecretRef{Mount: "secret", Path: "rotator/hood", Key: "token", KVVersion: 2}}}}
+	cfg := &config.Config{Hood: config.Hood{MaxInFlight: 3, VerifyTimeout: config.Duration(time.Second), Token: config.Token{Vault: &config.SecretRef{Mount: "secret", Path: "rotator/hood", Key: "token", KVVersion: 2}}}}
 	for i := range n {
 		cfg.Integrations = append(cfg.Integrations, config.Integration{
 			Name: fmt.Sprintf("tg-%d", i), ID: fmt.Sprint(1000 + i), Provider: "telegram",
@@ -82,7 +151,7 @@ func TestPassReadsEachPathOnceAndIsolatesFailures(t *testing.T) {
 	paths := []string{"a", "a", "b", "c", "a", "a"}
 	cfg := engineConfig(len(paths), func(i int) string { return paths[i] })
 
-	eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh})
+	eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, State: newState(t)})
 	rep, err := eng.Pass(context.Background(), rotate.Request{Trigger: rotate.TriggerCLI})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +187,7 @@ func TestPassHoodTokenFailureFailsEveryIntegration(t *testing.T) {
 	fv, fh := newFakes()
 	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
 	cfg := engineConfig(3, func(int) string { return "a" })
-	rep, err := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh}).Pass(context.Background(), rotate.Request{Trigger: rotate.TriggerCLI})
+	rep, err := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, State: newState(t)}).Pass(context.Background(), rotate.Request{Trigger: rotate.TriggerCLI})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +212,7 @@ func TestPassEnvTokenDryRunAndOnly(t *testing.T) {
 		}
 		return ""
 	}
-	eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, Getenv: getenv})
+	eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, Getenv: getenv, State: newState(t)})
 
 	rep, err := eng.Pass(context.Background(), rotate.Request{DryRun: true, Only: []string{"tg-2", "tg-0"}})
 	if err != nil {

@@ -1,95 +1,88 @@
 package rotate
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
+	"bytes"
+	"fmt"
 	"sort"
-	"sync"
 	"time"
 
-	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/state"
 )
 
-// Pushed is the last push of an integration that Hood confirmed.
-type Pushed struct {
-	// Fingerprint is an HMAC of the target and the settings pushed, keyed by
-	// the state's own random key: equal settings give equal fingerprints,
-	// and a fingerprint tells nothing about a value.
-	Fingerprint  []byte
-	VaultPath    string
-	VaultVersion int
-	At           time.Time
-}
-
-// State remembers the last confirmed push of each integration, for change
-// detection.
+// State is the durable per-integration state (internal/state.Store): the
+// last confirmed push, the last push whose verification failed, the push
+// in progress, and a short history. It holds HMACs, never values.
 type State interface {
-	Last(name string) (Pushed, bool)
-	Confirm(name string, p Pushed) error
-	Fingerprint(in config.Integration, settings map[string]secret.Value) []byte
+	Get(name string) (state.Record, bool, error)
+	Begin(name, id, provider string, p state.Pushed) error
+	Confirm(name string, p state.Pushed, a state.Attempt) error
+	Fail(name string, p *state.Pushed, a state.Attempt) error
+	Note(name string, a state.Attempt) error
+	Fingerprint(id, provider string, settings map[string]string) []byte
+	SettingMACs(id, provider string, settings map[string]string) map[string][]byte
 }
 
-// MemoryState is a State held in memory, with an HMAC key drawn at creation.
-// It is what a process without a state file uses.
-type MemoryState struct {
-	key  []byte
-	mu   sync.Mutex
-	last map[string]Pushed
+// ErrVerifyFailedBefore is the reason a scheduled pass does not push again
+// settings whose verification already failed.
+var ErrVerifyFailedBefore = fmt.Errorf("these settings failed verification before")
+
+// decide applies change detection to one integration: a non-empty reason
+// means unchanged (no Hood call); an error means refused.
+//
+//   - Settings equal to the last confirmed push: unchanged, unless forced.
+//   - Forced, but the last confirmed push of these very settings happened
+//     after the request arrived (NotBefore): unchanged; that push served it.
+//   - Not forced, and these settings already failed verification: refused
+//     until the secret changes or a pass is forced (no retry loop).
+//   - Not forced, and the KV version is older than the last pushed one from
+//     the same secret: refused (ErrDowngrade).
+func decide(rec state.Record, p state.Pushed, req Request) (string, error) {
+	c := rec.Confirmed
+	same := c != nil && bytes.Equal(c.Fingerprint, p.Fingerprint)
+	switch {
+	case same && !req.Force:
+		return fmt.Sprintf("settings equal to the push confirmed at %s", stamp(c.At)), nil
+	case same && !req.NotBefore.IsZero() && !c.At.Before(req.NotBefore):
+		return fmt.Sprintf("already pushed at %s, after this request arrived", stamp(c.At)), nil
+	case req.Force:
+		return "", nil
+	case rec.Failed != nil && bytes.Equal(rec.Failed.Fingerprint, p.Fingerprint):
+		return "", fmt.Errorf("%w (version %d, at %s): not pushed again on a schedule until the secret changes; force a pass to retry",
+			ErrVerifyFailedBefore, rec.Failed.VaultVersion, stamp(rec.Failed.At))
+	case c != nil && c.VaultPath == p.VaultPath && p.VaultVersion > 0 && p.VaultVersion < c.VaultVersion:
+		return "", fmt.Errorf("%w: %s is at version %d, version %d was pushed; force a pass to push it anyway",
+			ErrDowngrade, p.VaultPath, p.VaultVersion, c.VaultVersion)
+	}
+	return "", nil
 }
 
-// NewMemoryState returns an empty in-memory state.
-func NewMemoryState() *MemoryState {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key) // crypto/rand.Read never fails on supported platforms
-	return &MemoryState{key: key, last: map[string]Pushed{}}
-}
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// Last implements State.
-func (m *MemoryState) Last(name string) (Pushed, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p, ok := m.last[name]
-	return p, ok
-}
-
-// Confirm implements State.
-func (m *MemoryState) Confirm(name string, p Pushed) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.last[name] = p
-	return nil
-}
-
-// Fingerprint implements State.
-func (m *MemoryState) Fingerprint(in config.Integration, settings map[string]secret.Value) []byte {
-	return Fingerprint(m.key, in, settings)
-}
-
-// Fingerprint is the HMAC-SHA256, under key, of an integration's target (id
-// and provider) and its settings, names and values, in a canonical order.
-func Fingerprint(key []byte, in config.Integration, settings map[string]secret.Value) []byte {
-	h := hmac.New(sha256.New, key)
-	field := func(s string) {
-		var n [8]byte
-		l := uint64(len(s))
-		for i := range n {
-			n[i] = byte(l >> (8 * i))
+// changed lists the setting names whose value differs from the last
+// confirmed push (all of them when there is none), sorted.
+func changed(c *state.Pushed, p state.Pushed) []string {
+	var out []string
+	for name, mac := range p.SettingMACs {
+		if c == nil || !bytes.Equal(c.SettingMACs[name], mac) {
+			out = append(out, name)
 		}
-		h.Write(n[:])
-		h.Write([]byte(s))
 	}
-	field(in.ID)
-	field(in.Provider)
-	names := make([]string, 0, len(settings))
-	for k := range settings {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		field(k)
-		field(settings[k].Reveal())
-	}
-	return h.Sum(nil)
+	sort.Strings(out)
+	return out
 }
+
+// reveal is the one place the engine turns settings into plain text, for
+// the state's HMACs.
+func reveal(s map[string]secret.Value) map[string]string {
+	out := make(map[string]string, len(s))
+	for k, v := range s {
+		out[k] = v.Reveal()
+	}
+	return out
+}
+
+type noAudit struct{}
+
+func (noAudit) Write(audit.Record) error { return nil }

@@ -101,6 +101,9 @@ type Error struct {
 	Mount, Path string
 	// KVVersion is the KV version of a read (1 or 2), 0 when unknown.
 	KVVersion int
+	// AtVersion is the secret version a read asked for (ReadKVVersion); 0
+	// for the current one.
+	AtVersion int
 	// Method is the auth method of a login: token, approle or kubernetes.
 	Method string
 	// Addr is Vault's address, named by unreachable errors.
@@ -153,6 +156,9 @@ func (e *Error) subject() string {
 	switch e.Op {
 	case "read":
 		s := "read " + joinPath(e.Mount, e.Path)
+		if e.AtVersion > 0 {
+			s += fmt.Sprintf(" version %d", e.AtVersion)
+		}
 		if e.KVVersion > 0 {
 			s += fmt.Sprintf(" (kv v%d)", e.KVVersion)
 		}

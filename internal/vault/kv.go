@@ -49,11 +49,27 @@ type KV struct {
 // KindSealed, KindUnreachable, KindUnauthenticated, KindInvalid for a bad
 // argument.
 func (c *Client) ReadKV(ctx context.Context, mount, path string, kvVersion int) (*KV, error) {
+	return c.read(ctx, mount, path, kvVersion, 0)
+}
+
+// ReadKVVersion reads one given version of a KV v2 secret (for a rollback
+// to the last version known to work). Errors are as ReadKV's; a version that
+// was deleted or destroyed is KindNotFound.
+func (c *Client) ReadKVVersion(ctx context.Context, mount, path string, version int) (*KV, error) {
+	if version < 1 {
+		return nil, &Error{Op: OpRead, Mount: mount, Path: path, KVVersion: 2, Addr: c.addr,
+			Kind: KindInvalid, Detail: fmt.Sprintf("version %d is not a KV v2 version", version), Err: ErrInvalid}
+	}
+	return c.read(ctx, mount, path, 2, version)
+}
+
+// read is ReadKV and ReadKVVersion (at > 0: that version).
+func (c *Client) read(ctx context.Context, mount, path string, kvVersion, at int) (*KV, error) {
 	mount, path = strings.Trim(mount, "/"), strings.Trim(path, "/")
 	if kvVersion == 0 {
 		kvVersion = config.DefaultKVVersion
 	}
-	base := Error{Op: OpRead, Mount: mount, Path: path, KVVersion: kvVersion, Addr: c.addr}
+	base := Error{Op: OpRead, Mount: mount, Path: path, KVVersion: kvVersion, AtVersion: at, Addr: c.addr}
 	invalid := func(detail string) error {
 		e := base
 		e.Kind, e.Detail, e.Err = KindInvalid, detail, ErrInvalid
@@ -128,9 +144,12 @@ func (c *Client) readOnce(ctx context.Context, base Error) (*KV, error) {
 		s   *api.KVSecret
 		err error
 	)
-	if base.KVVersion == 2 {
+	switch {
+	case base.KVVersion == 2 && base.AtVersion > 0:
+		s, err = c.api.KVv2(base.Mount).GetVersion(rctx, base.Path, base.AtVersion)
+	case base.KVVersion == 2:
 		s, err = c.api.KVv2(base.Mount).Get(rctx, base.Path)
-	} else {
+	default:
 		s, err = c.api.KVv1(base.Mount).Get(rctx, base.Path)
 	}
 	if err == nil && s == nil {

@@ -2,6 +2,8 @@ package vault
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -60,14 +62,22 @@ func (c *Client) state() loginState {
 //
 // While the token is renewable, KeepAlive renews it with an
 // api.LifetimeWatcher (RenewBehaviorIgnoreErrors: about two thirds into
-// each lease, with jitter; failed renewals are retried while the lease
-// lasts). A token that is not renewable is watched the same way without
-// renewals. When the token can no longer be kept (its max TTL is near, it
-// is not renewable and nears its expiry, renewals kept failing, or Vault
-// refused a renewal and a look-up confirms the token is invalid), KeepAlive
-// logs in again: approle and kubernetes log in afresh, the token method
-// re-reads token_file or $VAULT_TOKEN and checks that token. A token that
-// never expires (TTL 0, such as a root token) needs no upkeep.
+// each lease, with jitter). A token that is not renewable is watched the
+// same way, without renewals. A token that never expires (TTL 0, such as a
+// root token) needs no upkeep. KeepAlive logs in again when the token can
+// no longer be kept:
+//
+//   - its max TTL is near (renewals no longer extend it), or it is not
+//     renewable and nears its expiry;
+//   - a renewal failed (no answer, sealed, an HTTP error): the token stays
+//     in force while new logins are tried;
+//   - a renewal was denied and a look-up shows that Vault refuses the token
+//     (revoked, expired): the client becomes unauthenticated at once. A
+//     token that is valid but may not renew itself is kept until it nears
+//     its expiry instead.
+//
+// approle and kubernetes log in afresh; the token method re-reads
+// token_file or $VAULT_TOKEN and checks that token.
 //
 // When the client is not logged in (at the start, or after a refused
 // login), KeepAlive logs in. Failed logins are retried with capped
@@ -202,15 +212,18 @@ func (c *Client) expire(ctx context.Context, gen uint64) {
 // when a new login is due; false otherwise.
 func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, expiry time.Time) {
 	renewable, ttl := authInfo(st.secret)
-	if ttl <= 0 {
-		// The token never expires.
+	if neverExpires(st.secret) {
 		select {
 		case <-ctx.Done():
 		case <-st.changed:
 		}
 		return false, time.Time{}
 	}
+	// Vault counts TTLs in whole seconds, rounded down: expiry is early.
 	expiry = st.at.Add(ttl)
+	if ttl <= 0 {
+		return true, expiry // expiring now (a token read from a file, at its end)
+	}
 	if k == nil {
 		// No renewals: log in again two thirds into the TTL.
 		t := time.NewTimer(time.Until(st.at.Add(ttl * 2 / 3)))
@@ -225,7 +238,7 @@ func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, 
 		}
 	}
 
-	k.drainRefused()
+	k.reset()
 	w, err := k.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{
 		Secret: &api.Secret{Auth: &api.SecretAuth{
 			ClientToken:   st.token,
@@ -259,60 +272,104 @@ func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, 
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
 				lease := time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
-				expiry = r.RenewedAt.Add(lease)
+				expiry = time.Now().Add(lease)
 				c.log.DebugContext(ctx, "vault token renewed", "method", c.method, "ttl", lease)
 			}
 		case err := <-w.DoneCh():
 			finished = true
 			args := []any{"method", c.method, "ttl", time.Until(expiry).Round(time.Millisecond)}
 			if err != nil {
-				e := classify(Error{Op: OpRenew, Addr: c.addr}, err)
-				args = append(args, "error", e.Error())
+				args = append(args, "error", classify(Error{Op: OpRenew, Addr: c.addr}, err).Error())
 			}
 			c.log.InfoContext(ctx, "vault token can no longer be renewed, logging in again", args...)
 			return true, expiry
-		case <-k.refused:
-			// Revoked, or only not allowed to renew itself? Ask Vault.
-			refused := c.tokenRefused(ctx)
-			if c.changedSince(st.gen) {
-				return false, time.Time{}
+		case f := <-k.failed:
+			if f.refused {
+				// Revoked or expired, or only not allowed to renew itself?
+				// Ask Vault. The watcher makes no more renewals either way
+				// (it takes a denial as "not renewable").
+				refused := c.tokenRefused(ctx)
+				if ctx.Err() != nil || c.changedSince(st.gen) {
+					return false, time.Time{}
+				}
+				if refused {
+					c.log.WarnContext(ctx, "vault token no longer valid, logging in again", "method", c.method)
+					c.markInvalid(st.gen)
+					return false, time.Time{}
+				}
+				c.log.InfoContext(ctx, "vault token may not renew itself, logging in again before it expires", "method", c.method)
+				k.resume()
+				continue
 			}
-			if refused {
-				c.log.WarnContext(ctx, "vault token no longer valid, logging in again", "method", c.method)
-				c.markInvalid(st.gen)
-				return false, time.Time{}
-			}
+			c.log.InfoContext(ctx, "vault token renewal failed, logging in again", "method", c.method,
+				"ttl", time.Until(expiry).Round(time.Millisecond), "error", f.detail)
+			return true, expiry
 		}
 	}
 }
 
+// neverExpires reports whether the token of a login never expires (such as
+// a root token): a login answer without lease duration, or a token look-up
+// with no TTL and no expire_time.
+func neverExpires(sec *api.Secret) bool {
+	if sec == nil {
+		return true // no login: nothing to keep
+	}
+	if sec.Auth != nil {
+		return sec.Auth.LeaseDuration <= 0
+	}
+	if ttl, err := sec.TokenTTL(); err == nil && ttl > 0 {
+		return false
+	}
+	exp, ok := sec.Data["expire_time"]
+	return !ok || exp == nil || exp == ""
+}
+
 // keeper holds KeepAlive's renewal client.
 type keeper struct {
-	api     *api.Client // renewals only
-	http    *http.Client
-	refused chan struct{} // a renewal was answered 403; buffered
+	api  *api.Client // renewals only
+	http *http.Client
+	rt   *renewTransport
+	// failed receives the first failure of the current watcher's renewals.
+	failed <-chan renewFailure
+}
+
+// renewFailure is a failed renewal request.
+type renewFailure struct {
+	refused bool   // answered 403
+	detail  string // what went wrong, in words (no secret)
 }
 
 // newKeeper builds the renewal client of a KeepAlive that runs until ctx
 // ends.
 func (c *Client) newKeeper(ctx context.Context) (*keeper, error) {
-	k := &keeper{refused: make(chan struct{}, 1)}
+	failed := make(chan renewFailure, 1)
+	rt := &renewTransport{ctx: ctx, observe: c.observe, addr: c.addr, failed: failed}
 	client, hc, err := c.newAPI(func(next http.RoundTripper) http.RoundTripper {
-		return &renewTransport{ctx: ctx, next: next, observe: c.observe, refused: k.refused}
+		rt.next = next
+		return rt
 	})
 	if err != nil {
 		return nil, err
 	}
-	k.api, k.http = client, hc
-	return k, nil
+	return &keeper{api: client, http: hc, rt: rt, failed: failed}, nil
 }
 
-// drainRefused forgets a refusal reported for an earlier token.
-func (k *keeper) drainRefused() {
+// reset readies the transport for a new watcher: it forgets an earlier
+// failure and lets renewals through again.
+func (k *keeper) reset() {
 	select {
-	case <-k.refused:
+	case <-k.failed:
 	default:
 	}
+	k.resume()
+}
+
+// resume lets renewals through again after a failure.
+func (k *keeper) resume() {
+	k.rt.mu.Lock()
+	defer k.rt.mu.Unlock()
+	k.rt.halted = false
 }
 
 // close closes the renewal client's idle connections.
@@ -326,20 +383,38 @@ func (c *Client) closeIdle() {
 	}
 }
 
-// renewTransport carries KeepAlive's renewal requests. The LifetimeWatcher
-// makes them without a context: the transport ends them when KeepAlive's
-// ctx ends, so that KeepAlive returns promptly. It passes each to observe
-// as OpRenew and reports a renewal answered 403 (a token revoked, expired,
-// or without permission to renew itself) on refused.
+// errRenewHalted fails the renewals that follow a failed one until
+// KeepAlive has decided what to do.
+var errRenewHalted = errors.New("renewal halted after a failure")
+
+// renewTransport carries KeepAlive's renewal requests.
+//
+// The LifetimeWatcher makes them without a context: the transport ends them
+// when KeepAlive's ctx ends, so that KeepAlive returns promptly. It passes
+// each to observe as OpRenew. The first failure (no answer, or an HTTP
+// error) goes to failed, and the transport fails the requests that follow
+// without sending them until resumed: the watcher of vault/api v1.23 can
+// retry failed renewals without delay (hashicorp/vault#28611), which must
+// not reach Vault.
 type renewTransport struct {
 	ctx     context.Context
 	next    http.RoundTripper
 	observe func(operation, result string)
-	refused chan<- struct{}
+	addr    string
+	failed  chan<- renewFailure
+
+	mu     sync.Mutex
+	halted bool
 }
 
 // RoundTrip sends req, cancelled when either its context or t.ctx ends.
 func (t *renewTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.mu.Lock()
+	halted := t.halted
+	t.mu.Unlock()
+	if halted {
+		return nil, errRenewHalted
+	}
 	ctx, cancel := context.WithCancel(req.Context())
 	stop := context.AfterFunc(t.ctx, cancel)
 	release := func() {
@@ -350,21 +425,34 @@ func (t *renewTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		release()
 		t.observe(OpRenew, ResultError)
+		if t.ctx.Err() == nil {
+			t.fail(renewFailure{detail: classify(Error{Op: OpRenew, Addr: t.addr}, err).Error()})
+		}
 		return nil, err
 	}
 	if resp.StatusCode >= 400 {
 		t.observe(OpRenew, ResultError)
+		t.fail(renewFailure{
+			refused: resp.StatusCode == http.StatusForbidden,
+			detail:  fmt.Sprintf("vault answered HTTP %d", resp.StatusCode),
+		})
 	} else {
 		t.observe(OpRenew, ResultOK)
 	}
-	if resp.StatusCode == http.StatusForbidden {
-		select {
-		case t.refused <- struct{}{}:
-		default:
-		}
-	}
 	resp.Body = &releaseBody{ReadCloser: resp.Body, release: release}
 	return resp, nil
+}
+
+// fail halts the transport and reports f, unless a failure is already
+// reported.
+func (t *renewTransport) fail(f renewFailure) {
+	t.mu.Lock()
+	t.halted = true
+	t.mu.Unlock()
+	select {
+	case t.failed <- f:
+	default:
+	}
 }
 
 // CloseIdleConnections closes the idle connections of the transport below.

@@ -1,7 +1,8 @@
 package vault_test
 
 // Tests of KeepAlive, Options.OnAuth and Health, against real OpenBao
-// servers (and fakes for what a real server cannot be made to do).
+// servers (and fakes for what a real server cannot be made to do). The slow
+// ones, which mostly wait for tokens to near their end, run in parallel.
 
 import (
 	"context"
@@ -148,6 +149,7 @@ func mustRead(t *testing.T, h *harness, c *vault.Client, path string) error {
 }
 
 func TestKeepAliveRenewsThenLogsInAgain(t *testing.T) {
+	t.Parallel()
 	s := vaulttest.Require(t, srv)
 	const ttl, maxTTL = 3 * time.Second, 8 * time.Second
 
@@ -203,31 +205,35 @@ func TestKeepAliveRenewsThenLogsInAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The next token (as an agent would write it) is short-lived too,
-		// but without a max TTL that the test would reach.
-		next, err := s.CreateTokenWith(ctx, &api.TokenCreateRequest{
-			Policies: []string{policy}, TTL: ttl.String(), ExplicitMaxTTL: "1h"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.secret(first, next)
+		h.secret(first)
 		file := writeFile(t, "token", first)
 		c, ev := h.authClient(tokenCfg(s.Addr, file), nil)
 		keepAlive(t, c)
 		eventually(t, "first login", c.Authenticated)
 		replaced := false
 		readPast(t, h, c, ev, path, func() {
-			if !replaced && h.obs.count("renew/ok") > 0 {
-				if err := os.WriteFile(file, []byte(next), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				replaced = true
+			if replaced || h.obs.count("renew/ok") == 0 {
+				return
 			}
+			// Once the first token was renewed, the next one is written as
+			// an agent would. Nothing renews it until KeepAlive takes it,
+			// when the first one nears its max TTL: its TTL lasts longer.
+			next, err := s.CreateTokenWith(ctx, &api.TokenCreateRequest{
+				Policies: []string{policy}, TTL: (2 * maxTTL).String(), ExplicitMaxTTL: "1h"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.secret(next)
+			if err := os.WriteFile(file, []byte(next), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			replaced = true
 		})
 	})
 }
 
 func TestKeepAliveReplacesARevokedToken(t *testing.T) {
+	t.Parallel()
 	s := vaulttest.ForTest(t) // RevokeAllTokens must not disturb other tests
 	h := newHarness(t)
 	h.secret(s.RootToken)
@@ -273,8 +279,8 @@ func TestKeepAliveRetriesTheFirstLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "login once the token file is there", c.Authenticated)
-	if got := ev.get(); !slices.Equal(got, []bool{true}) {
-		t.Errorf("OnAuth calls: got %v, want [true]", got)
+	if got := ev.get(); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("OnAuth calls: got %v, want [false true] (the first attempt failed)", got)
 	}
 	if err := mustRead(t, h, c, path); err != nil {
 		t.Errorf("read: got %v, want no error", err)
@@ -282,6 +288,7 @@ func TestKeepAliveRetriesTheFirstLogin(t *testing.T) {
 }
 
 func TestKeepAliveAcrossAVaultRestart(t *testing.T) {
+	t.Parallel()
 	s := vaulttest.PersistentForTest(t)
 	h := newHarness(t)
 	h.secret(s.RootToken)
@@ -300,8 +307,8 @@ func TestKeepAliveAcrossAVaultRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, "login once vault is back", c.Authenticated)
-		if got := ev.get(); !slices.Equal(got, []bool{true}) {
-			t.Errorf("OnAuth calls: got %v, want [true]", got)
+		if got := ev.get(); !slices.Equal(got, []bool{false, true}) {
+			t.Errorf("OnAuth calls: got %v, want [false true] (the first attempt failed)", got)
 		}
 		if err := mustRead(t, h, c, path); err != nil {
 			t.Errorf("read: got %v, want no error", err)
@@ -344,6 +351,27 @@ func TestKeepAliveReturnsAndLeavesNoGoroutine(t *testing.T) {
 			t.Fatal(err)
 		}
 		stop()
+		goleak.VerifyNone(t, ignore)
+	})
+
+	t.Run("with a token that never expires", func(t *testing.T) {
+		h := newHarness(t)
+		h.secret(s.RootToken)
+		ignore := goleak.IgnoreCurrent()
+		c, ev := h.authClient(tokenCfg(s.Addr, writeFile(t, "token", s.RootToken)), nil)
+		stop := keepAlive(t, c)
+		eventually(t, "login", c.Authenticated)
+		time.Sleep(2 * vault.MinRetryDelay) // room for a wrong renewal or login
+		stop()
+		if got, want := h.obs.count("login/ok"), 1; got != want {
+			t.Errorf("logins: got %d, want %d (nothing to keep alive)", got, want)
+		}
+		if got := h.obs.count("renew/ok") + h.obs.count("renew/error"); got != 0 {
+			t.Errorf("renewals: got %d, want 0", got)
+		}
+		if got := ev.get(); !slices.Equal(got, []bool{true}) {
+			t.Errorf("OnAuth calls: got %v, want [true]", got)
+		}
 		goleak.VerifyNone(t, ignore)
 	})
 
@@ -414,6 +442,14 @@ func TestOnAuthFollowsTheTokenMethod(t *testing.T) {
 	}
 	h.secret(old)
 	file := writeFile(t, "token", old)
+	bad, badEv := h.authClient(tokenCfg(s.Addr, t.TempDir()+"/missing"), nil)
+	if err := bad.Login(ctx); err == nil {
+		t.Fatal("Login without a token file: got no error, want one")
+	}
+	if got := badEv.get(); !slices.Equal(got, []bool{false}) {
+		t.Errorf("OnAuth calls after a first login that failed: got %v, want [false]", got)
+	}
+
 	c, ev := h.authClient(tokenCfg(s.Addr, file), nil)
 	if got := ev.get(); len(got) != 0 {
 		t.Errorf("OnAuth calls before any login: got %v, want none", got)
@@ -453,6 +489,7 @@ func TestOnAuthFollowsTheTokenMethod(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
+	t.Parallel()
 	s := vaulttest.Require(t, srv)
 	h := newHarness(t)
 	ctx := t.Context()
@@ -553,4 +590,64 @@ func TestHealth(t *testing.T) {
 			})
 		}
 	})
+}
+
+func TestKeepAliveWhenRenewalsFail(t *testing.T) {
+	t.Parallel()
+	vaulttest.Require(t, srv) // skip with the others: it waits for several logins
+	tests := []struct {
+		name    string
+		ttl     int // seconds, as the look-up reports it
+		status  int // of renew-self
+		body    string
+		wantLog string
+	}{
+		{"renewal answered 500: log in again at once", 3, http.StatusInternalServerError, `{"errors":["internal error"]}`,
+			"vault token renewal failed, logging in again"},
+		{"renewal denied to a valid token: keep it until it nears expiry", 3, http.StatusForbidden, `{"errors":["permission denied"]}`,
+			"vault token may not renew itself"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			var mu sync.Mutex
+			lookups, renewals := 0, 0
+			_, ts := newFake(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				mu.Lock()
+				defer mu.Unlock()
+				switch r.URL.Path {
+				case "/v1/auth/token/lookup-self":
+					lookups++
+					_, _ = fmt.Fprintf(w, `{"data":{"ttl":%d,"renewable":true}}`, tt.ttl)
+				case "/v1/auth/token/renew-self":
+					renewals++
+					w.WriteHeader(tt.status)
+					_, _ = io.WriteString(w, tt.body)
+				default:
+					w.WriteHeader(http.StatusNotFound)
+				}
+			})
+			counts := func() (int, int) {
+				mu.Lock()
+				defer mu.Unlock()
+				return lookups, renewals
+			}
+			c, ev := h.authClient(tokenCfg(ts.URL, writeFile(t, "token", sentinel)), nil)
+			stop := keepAlive(t, c)
+			eventually(t, "three logins", func() bool { l, _ := counts(); return l >= 3 })
+			stop()
+			// Each watcher sends one renewal at most once one failed: the
+			// next renewal waits for a new login (a look-up here).
+			if l, r := counts(); r > l || r == 0 {
+				t.Errorf("renewals: got %d for %d look-ups, want at least 1 and at most one per look-up", r, l)
+			}
+			if got := ev.get(); !slices.Equal(got, []bool{true}) {
+				t.Errorf("OnAuth calls: got %v, want [true] (the token stays valid)", got)
+			}
+			if !strings.Contains(h.logs.String(), tt.wantLog) {
+				t.Errorf("logs: got no %q, want it", tt.wantLog)
+			}
+		})
+	}
 }

@@ -68,15 +68,16 @@ type Options struct {
 	// (The vault/api defaults, VAULT_ADDR, VAULT_CACERT and the like, are
 	// read by api.DefaultConfig from the process environment.)
 	Getenv func(string) string
-	// OnAuth, when set, is called with the new state each time
-	// Authenticated() changes (for the rotator_vault_authenticated gauge):
-	// true after the first successful login, false when a login is refused
-	// or the token is found invalid or expired, true again after the next
-	// login. The client starts unauthenticated, so the first call is
-	// OnAuth(true). Calls are made one at a time, in order, outside the
-	// client's locks; a flip that another undoes before the call is made may
-	// be left out, but the last call always gives the current state. It
-	// must return quickly and may call Authenticated and AuthInfo.
+	// OnAuth, when set, is called with the state of Authenticated() after
+	// the client's first login attempt (whatever its outcome, so that a
+	// gauge set by an earlier client is corrected), then each time it
+	// changes (for the rotator_vault_authenticated gauge): true after a
+	// successful login, false when a login is refused or the token is
+	// found invalid or expired. Calls are made one at a time, in order,
+	// outside the client's locks; a flip that another undoes before the
+	// call is made may be left out, but the last call always gives the
+	// current state. It must return quickly and may call Authenticated and
+	// AuthInfo.
 	OnAuth func(authenticated bool)
 }
 
@@ -101,8 +102,9 @@ type Client struct {
 
 	loginMu sync.Mutex // serialises logins (and the use of loginAPI)
 
-	notifyMu sync.Mutex // serialises onAuth calls
-	notified bool       // the state last passed to onAuth; guarded by notifyMu
+	notifyMu     sync.Mutex // serialises onAuth calls and guards the two below
+	notifiedOnce bool       // onAuth was called
+	notified     bool       // the state last passed to onAuth
 
 	mu            sync.Mutex // guards the fields below
 	authenticated bool
@@ -529,8 +531,8 @@ func (c *Client) notifyAuth() {
 	}
 	c.notifyMu.Lock()
 	defer c.notifyMu.Unlock()
-	if now := c.Authenticated(); now != c.notified {
-		c.notified = now
+	if now := c.Authenticated(); !c.notifiedOnce || now != c.notified {
+		c.notifiedOnce, c.notified = true, now
 		c.onAuth(now)
 	}
 }

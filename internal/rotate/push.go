@@ -1,0 +1,298 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ocamba-rotator/rotator/internal/audit"
+	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/state"
+	"github.com/ocamba-rotator/rotator/internal/vault"
+)
+
+// Errors a push can fail with, besides Hood's and Vault's own.
+var (
+	// ErrPreflight: the live integration in Hood does not match the
+	// configuration (another provider, a setting its live schema lacks).
+	ErrPreflight = errors.New("preflight check failed")
+	// ErrVerify: Hood accepted the push but the read-back says the new
+	// credentials do not work (effective_status) or the target changed.
+	ErrVerify = errors.New("verification failed")
+)
+
+// job is one push of a pass.
+type job struct {
+	i      int
+	in     config.Integration
+	built  Built
+	pushed state.Pushed
+	rec    state.Record
+	kv     *vault.KV
+}
+
+// pushAll runs the jobs with at most MaxInFlight in flight; the Hood
+// client's limiter keeps the request rate inside Hood's windows.
+func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, jobs []job, outcomes []Outcome) {
+	workers := max(1, min(e.cfg.Hood.MaxInFlight, len(jobs)))
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				o := &outcomes[j.i]
+				switch {
+				case ctx.Err() != nil:
+					o.Err = fmt.Errorf("pass stopped before the push: %w", ctx.Err())
+				case stopped(req.Stop):
+					o.Err = ErrStopping
+				default:
+					start := e.now()
+					e.pushOne(ctx, req, token, j, o)
+					o.Duration = e.now().Sub(start)
+				}
+			}
+		}()
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// pushOne checks the live integration, pushes, verifies and, when the
+// verification fails and the integration asks for it, rolls back.
+func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j job, o *Outcome) {
+	in := j.in
+	attempt := func(result Result, err error) state.Attempt {
+		a := state.Attempt{At: e.now(), Trigger: string(req.Trigger), Result: string(result), VaultVersion: j.pushed.VaultVersion, Settings: o.Settings}
+		if err != nil {
+			a.Error = err.Error()
+			a.TraceID = traceID(err)
+		}
+		return a
+	}
+	rec := func(event, result string, err error, version int) audit.Record {
+		r := audit.Record{
+			Time: e.now(), Event: event, Trigger: string(req.Trigger), Caller: req.Caller,
+			Integration: in.Name, ID: in.ID, Provider: in.Provider, VaultPath: o.VaultPath,
+			KVVersion: version, Settings: o.Settings, Result: result,
+		}
+		if err != nil {
+			r.Error, r.TraceID = err.Error(), traceID(err)
+		}
+		return r
+	}
+	fail := func(err error) {
+		o.Err = err
+		if serr := e.state.Fail(in.Name, nil, attempt(ResultFailed, err)); serr != nil {
+			o.Warnings = append(o.Warnings, "state not saved: "+serr.Error())
+		}
+	}
+
+	live, err := e.preflight(ctx, token, in, j.built)
+	if err != nil {
+		fail(err)
+		return
+	}
+	// Durably note the push before making it: a crash from here on leaves
+	// the last confirmed push unchanged, so the next start pushes again.
+	if err := e.state.Begin(in.Name, in.ID, in.Provider, j.pushed); err != nil {
+		o.Err = fmt.Errorf("write state before the push: %w", err)
+		return
+	}
+	if err := e.hood.UpdateSettings(ctx, token, in.ID, j.built.Settings); err != nil {
+		e.writeAudit(o, rec("push", "failed", err, j.pushed.VaultVersion))
+		fail(err)
+		return
+	}
+	e.writeAudit(o, rec("push", "ok", nil, j.pushed.VaultVersion))
+
+	verr := e.verify(ctx, token, in, live)
+	if verr == nil {
+		e.writeAudit(o, rec("verify", "ok", nil, j.pushed.VaultVersion))
+		p := j.pushed
+		p.At = e.now()
+		if err := e.state.Confirm(in.Name, p, attempt(ResultPushed, nil)); err != nil {
+			o.Warnings = append(o.Warnings, "pushed, but the state was not saved: "+err.Error())
+		}
+		o.Result = ResultPushed
+		return
+	}
+	e.writeAudit(o, rec("verify", "failed", verr, j.pushed.VaultVersion))
+	bad := j.pushed
+	bad.At = e.now()
+	o.Err = verr
+	if in.OnVerifyFailure == "rollback" {
+		if rerr := e.rollback(ctx, token, j, live, o); rerr != nil {
+			o.Err = fmt.Errorf("%w; rollback failed: %w", verr, rerr)
+			e.writeAudit(o, rec("rollback", "failed", rerr, versionOf(j.rec.Confirmed)))
+		} else {
+			o.RolledBack = true
+			o.Err = fmt.Errorf("%w; rolled back to version %d", verr, versionOf(j.rec.Confirmed))
+			e.writeAudit(o, rec("rollback", "ok", nil, versionOf(j.rec.Confirmed)))
+		}
+	}
+	if err := e.state.Fail(in.Name, &bad, attempt(ResultFailed, o.Err)); err != nil {
+		o.Warnings = append(o.Warnings, "state not saved: "+err.Error())
+	}
+}
+
+func versionOf(p *state.Pushed) int {
+	if p == nil {
+		return 0
+	}
+	return p.VaultVersion
+}
+
+func traceID(err error) string {
+	var apiErr *hood.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.TraceID
+	}
+	return ""
+}
+
+func (e *Engine) writeAudit(o *Outcome, r audit.Record) {
+	if err := e.audit.Write(r); err != nil {
+		o.Warnings = append(o.Warnings, "audit record not written: "+err.Error())
+		e.log.Error("cannot write the audit log", "integration", r.Integration, "error", err.Error())
+	}
+}
+
+// preflight reads the integration from Hood and checks it against the
+// configuration before anything is pushed: the provider must be the
+// configured one, and every setting to push must be in the live
+// provider's schema (Hood drops unknown settings silently).
+func (e *Engine) preflight(ctx context.Context, token secret.Value, in config.Integration, b Built) (*hood.Integration, error) {
+	live, err := e.hood.GetIntegration(ctx, token, in.ID)
+	if err != nil {
+		return nil, fmt.Errorf("read integration %s from Hood: %w", in.ID, err)
+	}
+	if err := checkProvider(in, live); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	schema := make([]string, 0, len(live.Provider.Settings))
+	for _, s := range live.Provider.Settings {
+		schema = append(schema, s.Name)
+	}
+	var missing []string
+	for _, name := range b.Names() {
+		if !slices.Contains(schema, name) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: setting(s) %s not in the live schema of integration %s (provider %s lists %s): Hood would drop them",
+			ErrPreflight, strings.Join(missing, ", "), in.ID, live.Provider.Name, strings.Join(schema, ", "))
+	}
+	return live, nil
+}
+
+// checkProvider compares the live provider with the configured one.
+func checkProvider(in config.Integration, live *hood.Integration) error {
+	p, _ := hood.LookupProvider(in.Provider)
+	if !strings.EqualFold(live.Provider.Name, p.Name) {
+		return fmt.Errorf("integration %s is a %q integration in Hood (provider id %s), configured as %s",
+			in.ID, live.Provider.Name, live.ProviderID, in.Provider)
+	}
+	return nil
+}
+
+// Verification outcomes of effective_status.
+var failedStatuses = []string{"inactive", "failed", "error", "invalid", "disabled"}
+
+// verify reads the integration back after a push: the provider must not
+// have changed and effective_status must be active. A status that is
+// neither active nor failed (a credentials test in progress) is waited for,
+// up to hood.verify_timeout. An integration that was inactive before the
+// push (switched off by its owner) is not expected to become active.
+func (e *Engine) verify(ctx context.Context, token secret.Value, in config.Integration, before *hood.Integration) error {
+	deadline := e.now().Add(e.cfg.Hood.VerifyTimeout.D())
+	interval := min(max(e.cfg.Hood.VerifyTimeout.D()/15, 100*time.Millisecond), 2*time.Second)
+	for {
+		got, err := e.hood.GetIntegration(ctx, token, in.ID)
+		if err != nil {
+			return fmt.Errorf("%w: read integration %s back: %w", ErrVerify, in.ID, err)
+		}
+		if err := checkProvider(in, got); err != nil {
+			return fmt.Errorf("%w: %w", ErrVerify, err)
+		}
+		status := strings.ToLower(got.EffectiveStatus)
+		switch {
+		case status == "active":
+			return nil
+		case strings.EqualFold(before.Status, "inactive"):
+			return nil // switched off by its owner: nothing to test
+		case slices.Contains(failedStatuses, status):
+			return fmt.Errorf("%w: Hood reports effective_status %q for integration %s after the push: the new credentials do not work", ErrVerify, got.EffectiveStatus, in.ID)
+		}
+		if !e.now().Add(interval).Before(deadline) {
+			return fmt.Errorf("%w: effective_status of integration %s still %q after %s", ErrVerify, in.ID, got.EffectiveStatus, e.cfg.Hood.VerifyTimeout.D())
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: %w", ErrVerify, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// rollback pushes the last known-good settings again: the Vault KV version
+// recorded as last confirmed, read from Vault (never from the state file),
+// built with the integration's current mapping, then verified.
+func (e *Engine) rollback(ctx context.Context, token secret.Value, j job, live *hood.Integration, o *Outcome) error {
+	good := j.rec.Confirmed
+	switch {
+	case good == nil:
+		return errors.New("no earlier confirmed push to roll back to")
+	case j.in.Source.KVVersion != 2 || good.VaultVersion == 0:
+		return errors.New("KV v1 keeps no versions to roll back to")
+	case good.VaultPath != o.VaultPath:
+		return fmt.Errorf("the last good push came from %s, not %s", good.VaultPath, o.VaultPath)
+	}
+	kv, err := e.vault.ReadKVVersion(ctx, j.in.Source.Mount, j.in.Source.Path, good.VaultVersion)
+	if err != nil {
+		return err
+	}
+	b, err := BuildSettings(j.in, kv)
+	if err != nil {
+		return fmt.Errorf("version %d: %w", good.VaultVersion, err)
+	}
+	if err := e.hood.UpdateSettings(ctx, token, j.in.ID, b.Settings); err != nil {
+		return err
+	}
+	if err := e.verify(ctx, token, j.in, live); err != nil {
+		return fmt.Errorf("after rolling back: %w", err)
+	}
+	plain := reveal(b.Settings)
+	p := state.Pushed{
+		Fingerprint:  e.state.Fingerprint(j.in.ID, j.in.Provider, plain),
+		SettingMACs:  e.state.SettingMACs(j.in.ID, j.in.Provider, plain),
+		VaultPath:    o.VaultPath,
+		VaultVersion: good.VaultVersion,
+		At:           e.now(),
+	}
+	a := state.Attempt{At: e.now(), Trigger: "rollback", Result: "rolled back", VaultVersion: good.VaultVersion, Settings: b.Names()}
+	return e.state.Confirm(j.in.Name, p, a)
+}
+
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
