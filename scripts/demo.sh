@@ -55,7 +55,7 @@ run once
 echo
 echo "==> rotating the Twilio auth token in Vault (a new KV version)"
 kv ocamba/twilio account_sid=AC0123456789abcdef0123456789abcdef token=demo-twilio-auth-v2 default_phone_number=+14155552671
-run once --only twilio-main,twilio-backup
+run once    # only the two Twilio integrations changed: the rest are unchanged, no Hood call
 
 echo
 echo "==> what the Hood test server received (setting names with a fingerprint of each value, never a value)"
