@@ -554,3 +554,50 @@ func TestRunVaultOutageAndRecovery(t *testing.T) {
 		t.Errorf("consecutive failures after recovery: got %v, want 0", got)
 	}
 }
+
+func TestRunStatusSurvivesRestart(t *testing.T) {
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"961": "telegram", "962": "telegram"})
+	f.put("secret", "ok", map[string]any{"auth_token": sentinel, "chat_id": "1"})
+	f.put("secret", "broken", map[string]any{"chat_id": "1"}) // auth_token mapped below but missing
+	cfg := f.runConfig("", `schedule: "@every 1h"`, `  - {name: ok, id: "961", provider: telegram, source: {mount: secret, path: "{P}/ok"}}
+  - {name: broken, id: "962", provider: telegram, source: {mount: secret, path: "{P}/broken"}, fields: {auth_token: token}}
+`)
+	status := func(d *runningDaemon) map[string]map[string]any {
+		_, body := d.call("GET", "/v1/status", adminToken)
+		var list []map[string]any
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		out := map[string]map[string]any{}
+		for _, s := range list {
+			out[s["name"].(string)] = s
+		}
+		return out
+	}
+	for run := 1; run <= 2; run++ {
+		d := f.startDaemon(cfg)
+		eventually(t, 20*time.Second, "the start-up pass", func() bool {
+			return d.metric("rotator_pass_duration_seconds", map[string]string{"trigger": "startup"}) == 1
+		})
+		st := status(d)
+		if got := st["broken"]["consecutive_failures"]; got != float64(run) {
+			t.Errorf("start %d: consecutive failures of broken: got %v, want %d (counted across restarts)", run, got, run)
+		}
+		if got := d.metric("rotator_consecutive_failures", map[string]string{"integration": "broken"}); got != float64(run) {
+			t.Errorf("start %d: rotator_consecutive_failures{broken}: got %v, want %d", run, got, run)
+		}
+		if got, _ := st["broken"]["last_error"].(string); !strings.Contains(got, `vault key "token"`) {
+			t.Errorf("start %d: last_error of broken: got %q", run, got)
+		}
+		if st["ok"]["last_success"] == nil || st["ok"]["vault_version"] != float64(1) {
+			t.Errorf("start %d: status of ok: got %v, want a last success at version 1", run, st["ok"])
+		}
+		if code := d.stop(); code != 0 {
+			t.Fatalf("exit code: got %d", code)
+		}
+	}
+	if got := f.patchCount("961"); got != 1 {
+		t.Errorf("PATCHes of ok across two starts: got %d, want 1 (the second start finds it unchanged)", got)
+	}
+}

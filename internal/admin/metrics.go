@@ -177,6 +177,30 @@ func (m *Metrics) ObservePass(rep rotate.Report) {
 	}
 }
 
+// Seed sets the per-integration gauges from a status (the durable state of
+// a daemon that just started, or the status in force at a reload), so that
+// they do not restart from zero with the process.
+func (m *Metrics) Seed(st IntegrationStatus) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.retained != nil {
+		if p, ok := m.retained[st.Name]; !ok || p != st.Provider {
+			return
+		}
+	}
+	m.track(st.Name, st.Provider)
+	m.consecutiveFailures.WithLabelValues(st.Name).Set(float64(st.ConsecutiveFailures))
+	if st.LastSuccess != nil {
+		m.lastSuccess.WithLabelValues(st.Name, st.Provider).Set(unixSeconds(*st.LastSuccess))
+	}
+	if st.VaultVersion > 0 {
+		m.secretVersion.WithLabelValues(st.Name).Set(float64(st.VaultVersion))
+	}
+}
+
 // ObserveHood records one Hood API attempt: its method, its HTTP status
 // code (0 when no answer came, recorded as code="error") and its duration.
 // Its signature matches hood.Options.Observe.

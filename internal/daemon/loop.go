@@ -11,6 +11,7 @@ import (
 
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/state"
 )
 
 // forced is one forced-pass request from the admin API.
@@ -209,7 +210,16 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 		providers[in.Name] = in.Provider
 	}
 	d.metrics.Retain(providers)
-	d.status.configure(w.cfg.Integrations, sched.next)
+	d.status.configure(w.cfg.Integrations, sched.next, func(name string) (state.Record, bool) {
+		rec, ok, err := d.state.Get(name)
+		if err != nil {
+			d.log.Warn("cannot read the state of an integration", "integration", name, "error", err.Error())
+		}
+		return rec, ok && err == nil
+	})
+	for _, st := range d.status.list() {
+		d.metrics.Seed(st)
+	}
 	sched.start()
 	return s
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/state"
 )
 
 // statusBook keeps what /v1/status answers, per integration.
@@ -22,8 +23,9 @@ func newStatusBook() *statusBook {
 }
 
 // configure sets the integrations that exist (after a start or a reload):
-// status of removed ones is forgotten, that of kept ones stays.
-func (b *statusBook) configure(ins []config.Integration, next func(name string) *time.Time) {
+// status of removed ones is forgotten, that of kept ones stays, and that of
+// new ones starts from their durable state (so a restart keeps it).
+func (b *statusBook) configure(ins []config.Integration, next func(name string) *time.Time, saved func(name string) (state.Record, bool)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	keep := map[string]*admin.IntegrationStatus{}
@@ -31,10 +33,32 @@ func (b *statusBook) configure(ins []config.Integration, next func(name string) 
 		st := b.byID[in.Name]
 		if st == nil || st.ID != in.ID || st.Provider != in.Provider {
 			st = &admin.IntegrationStatus{Name: in.Name, ID: in.ID, Provider: in.Provider}
+			if rec, ok := saved(in.Name); ok && (rec.ID == "" || rec.ID == in.ID) {
+				seed(st, rec)
+			}
 		}
 		keep[in.Name] = st
 	}
 	b.byID, b.cfg, b.next = keep, ins, next
+}
+
+// seed fills a status from an integration's durable record.
+func seed(st *admin.IntegrationStatus, rec state.Record) {
+	if c := rec.Confirmed; c != nil {
+		at := c.At
+		st.LastSuccess, st.VaultVersion = &at, c.VaultVersion
+	}
+	if n := len(rec.History); n > 0 {
+		last := rec.History[n-1]
+		at := last.At
+		st.LastAttempt, st.LastResult = &at, last.Result
+		if last.Result == string(rotate.ResultFailed) {
+			st.LastError, st.TraceID = last.Error, last.TraceID
+		}
+		for i := n - 1; i >= 0 && rec.History[i].Result == string(rotate.ResultFailed); i-- {
+			st.ConsecutiveFailures++
+		}
+	}
 }
 
 // record updates the book from a pass (not a dry run).

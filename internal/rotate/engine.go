@@ -109,6 +109,8 @@ type Outcome struct {
 	Started      time.Time     `json:"started"`
 	Duration     time.Duration `json:"duration_ns"`
 	Err          error         `json:"-"`
+
+	recorded bool // the attempt is in the state already
 }
 
 // Report is the result of one pass.
@@ -300,6 +302,15 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 		if o.Err != nil {
 			o.Result = ResultFailed
 			o.Error = o.Err.Error()
+			if !req.DryRun && !o.recorded {
+				// Failures before any push go into the history too, so a
+				// restarted daemon knows how long an integration has failed.
+				a := state.Attempt{At: e.now(), Trigger: string(req.Trigger), Result: string(ResultFailed),
+					VaultVersion: o.VaultVersion, Error: o.Error, TraceID: traceID(o.Err), Settings: o.Settings}
+				if err := e.state.Note(o.Name, a); err != nil {
+					o.Warnings = append(o.Warnings, "state not saved: "+err.Error())
+				}
+			}
 			var apiErr *hood.APIError
 			if errors.As(o.Err, &apiErr) {
 				o.TraceID = apiErr.TraceID

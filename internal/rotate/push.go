@@ -93,7 +93,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		return r
 	}
 	fail := func(err error) {
-		o.Err = err
+		o.Err, o.recorded = err, true
 		if serr := e.state.Fail(in.Name, nil, attempt(ResultFailed, err)); serr != nil {
 			o.Warnings = append(o.Warnings, "state not saved: "+serr.Error())
 		}
@@ -142,6 +142,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 			e.writeAudit(o, rec("rollback", "ok", nil, versionOf(j.rec.Confirmed)))
 		}
 	}
+	o.recorded = true
 	if err := e.state.Fail(in.Name, &bad, attempt(ResultFailed, o.Err)); err != nil {
 		o.Warnings = append(o.Warnings, "state not saved: "+err.Error())
 	}
