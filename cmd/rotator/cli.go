@@ -35,7 +35,7 @@ const (
 const usage = `rotator keeps Ocamba Hood integration credentials in step with Vault.
 
 Usage:
-  rotator run      --config FILE                                     the daemon: schedules, admin API, metrics
+  rotator run      --config FILE [--shutdown-timeout DURATION]       the daemon: schedules, admin API, metrics
   rotator once     --config FILE [--force] [--only NAME[,NAME...]]   one pass, then exit
   rotator plan     --config FILE [--only NAME[,NAME...]]             what a pass would push, values masked
   rotator validate --config FILE                                     check the file; touches no network
@@ -45,6 +45,10 @@ Common flags:
   --config FILE         configuration file (default $ROTATOR_CONFIG)
   --log-format FORMAT   json or text (default: text on a terminal, json otherwise)
   --log-level LEVEL     debug, info, warn or error (default info)
+
+run: SIGHUP reloads the configuration (an invalid file is refused and the one in
+force stays); SIGTERM or SIGINT stops it after the pushes in flight finish, within
+--shutdown-timeout (default 30s).
 
 Exit codes: 0 success (or nothing to push), 1 at least one integration failed,
 2 invalid configuration or command line.
@@ -152,18 +156,22 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// parseFlags parses a command's flags; it prints the problem and returns
-// false on a bad command line.
-func parseFlags(fs *flag.FlagSet, args []string, e env) bool {
+// parseFlags parses a command's flags. It returns ok when the command
+// should go on; otherwise the exit code: 0 after -h/--help (the usage was
+// printed), 2 for a bad command line (the problem was printed).
+func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
 	fs.SetOutput(e.stderr)
 	if err := fs.Parse(args); err != nil {
-		return false
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitInvalid, false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "rotator %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return false
+		return exitInvalid, false
 	}
-	return true
+	return 0, true
 }
 
 // loadConfig loads and validates the configuration, printing every problem.
@@ -192,8 +200,8 @@ func cmdValidate(args []string, e env) int {
 	var c common
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	c.register(fs, e.getenv)
-	if !parseFlags(fs, args, e) {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, e); !ok {
+		return code
 	}
 	cfg, ok := loadConfig(c.config, e)
 	if !ok {
@@ -230,8 +238,8 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 	if name == "once" {
 		fs.BoolVar(&force, "force", false, "push even integrations whose settings have not changed")
 	}
-	if !parseFlags(fs, args, e) {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, e); !ok {
+		return code
 	}
 	log, err := c.logger(e.stderr)
 	if err != nil {

@@ -523,6 +523,9 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"plan", "--config", cfg, "--force"}, 2, "flag provided but not defined: -force"},
 		{[]string{"validate", "--config", cfg}, 0, "valid, 1 integration(s)"},
 		{[]string{"version"}, 0, "rotator dev"},
+		{[]string{"run", "--help"}, 0, "-shutdown-timeout"},
+		{[]string{"once", "-h"}, 0, "-force"},
+		{[]string{"--help"}, 0, "Usage:"},
 		{[]string{"run", "--config", filepath.Join(f.dir, "missing.yaml")}, 2, "missing.yaml"},
 		{[]string{"run"}, 2, "no configuration file"},
 	}

@@ -20,8 +20,8 @@ func cmdRun(ctx context.Context, args []string, e env) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	c.register(fs, e.getenv)
 	fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long pushes in flight may take to finish at shutdown")
-	if !parseFlags(fs, args, e) {
-		return exitInvalid
+	if code, ok := parseFlags(fs, args, e); !ok {
+		return code
 	}
 	log, err := c.logger(e.stderr)
 	if err != nil {

@@ -212,11 +212,13 @@ func (c *Client) UpdateSettings(ctx context.Context, token secret.Value, id stri
 		return fmt.Errorf("update integration %s: no settings to send", id)
 	}
 	plain := make(map[string]string, len(settings))
+	sent := []secret.Value{token}
 	for k, v := range settings {
 		if k == "" {
 			return fmt.Errorf("update integration %s: empty settings field name", id)
 		}
 		plain[k] = v.Reveal()
+		sent = append(sent, v)
 	}
 	body, err := json.Marshal(struct {
 		Settings map[string]string `json:"settings"`
@@ -226,7 +228,7 @@ func (c *Client) UpdateSettings(ctx context.Context, token secret.Value, id stri
 		// json.Marshal of strings fails only on bugs; never print its input.
 		return fmt.Errorf("update integration %s: encode body: %w", id, err)
 	}
-	_, err = c.do(ctx, http.MethodPatch, id, token, body)
+	_, err = c.do(ctx, http.MethodPatch, id, token, body, sent)
 	return err
 }
 
@@ -257,7 +259,11 @@ func (e errNoRetry) Unwrap() error { return e.err }
 // do runs one logical request: it waits for the rate limiter before every
 // attempt, retries what may succeed later, and returns the body of the 2xx
 // answer (at most maxBodyBytes).
-func (c *Client) do(ctx context.Context, method, id string, token secret.Value, body []byte) ([]byte, error) {
+//
+// sent are the values the request carries: an error answer that repeats
+// one of them has it replaced by secret.Redacted before the error leaves
+// the client (Hood's messages may quote what they refused).
+func (c *Client) do(ctx context.Context, method, id string, token secret.Value, body []byte, sent []secret.Value) ([]byte, error) {
 	endpoint := c.base.JoinPath("v1", "hood", "integrations", url.PathEscape(id)).String()
 	var last error
 	for attempt := 1; ; attempt++ {
@@ -265,7 +271,7 @@ func (c *Client) do(ctx context.Context, method, id string, token secret.Value, 
 		if err != nil {
 			return nil, c.stopped(method, id, attempt-1, "wait for rate limit", err, last)
 		}
-		resp, err := c.attempt(ctx, method, id, endpoint, token, body, attempt)
+		resp, err := c.attempt(ctx, method, id, endpoint, token, body, sent, attempt)
 		c.lim.done(startID)
 		if err == nil {
 			return resp, nil
@@ -376,7 +382,7 @@ func plural(n int) string {
 
 // attempt makes one HTTP request. It returns the 2xx body, an *APIError for
 // any other status, errNoRetry for what cannot get better, or a network error.
-func (c *Client) attempt(ctx context.Context, method, id, endpoint string, token secret.Value, body []byte, n int) ([]byte, error) {
+func (c *Client) attempt(ctx context.Context, method, id, endpoint string, token secret.Value, body []byte, sent []secret.Value, n int) ([]byte, error) {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -416,6 +422,7 @@ func (c *Client) attempt(ctx context.Context, method, id, endpoint string, token
 		return data, nil
 	}
 	ae := newAPIError(method, id, status, header, data, c.now())
+	ae.scrub(sent)
 	ae.Attempts = n
 	c.logAttempt(ctx, method, id, n, status, d, ae.TraceID, nil)
 	return nil, ae

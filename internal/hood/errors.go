@@ -1,6 +1,8 @@
 package hood
 
 import (
+	"github.com/ocamba-rotator/rotator/internal/secret"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,6 +159,35 @@ func newAPIError(method, id string, status int, h http.Header, body []byte, now 
 		e.Title = http.StatusText(status)
 	}
 	return e
+}
+
+// minScrub is the shortest sent value scrubbed from error texts: shorter
+// ones ("1", "587") are not credentials, and replacing them would garble
+// Hood's messages.
+const minScrub = 4
+
+// scrub replaces, in the server-provided texts, every sent value of at least
+// minScrub bytes by secret.Redacted.
+func (e *APIError) scrub(sent []secret.Value) {
+	for _, v := range sent {
+		if v.Len() < minScrub {
+			continue
+		}
+		plain := v.Reveal()
+		for _, f := range []*string{&e.Title, &e.Message, &e.TraceID} {
+			*f = strings.ReplaceAll(*f, plain, secret.Redacted)
+			// cleanText may have cut the text inside the value: redact the
+			// start of the value left before the cut too.
+			if body, cut := strings.CutSuffix(*f, "..."); cut {
+				for k := min(len(plain)-1, len(body)); k >= minScrub; k-- {
+					if strings.HasSuffix(body, plain[:k]) {
+						*f = body[:len(body)-k] + secret.Redacted + "..."
+						break
+					}
+				}
+			}
+		}
+	}
 }
 
 // cleanText makes a server-provided string safe for one log line or error:

@@ -86,7 +86,7 @@ func (c *Client) GetIntegration(ctx context.Context, token secret.Value, id stri
 	if err := checkRequest(token, id); err != nil {
 		return nil, fmt.Errorf("get integration: %w", err)
 	}
-	body, err := c.do(ctx, http.MethodGet, id, token, nil)
+	body, err := c.do(ctx, http.MethodGet, id, token, nil, []secret.Value{token})
 	if err != nil {
 		return nil, err
 	}

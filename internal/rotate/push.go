@@ -25,6 +25,11 @@ var (
 	// ErrVerify: Hood accepted the push but the read-back says the new
 	// credentials do not work (effective_status) or the target changed.
 	ErrVerify = errors.New("verification failed")
+	// ErrUnverified: Hood accepted the push but no verdict could be had
+	// (the read-back failed, or the credentials test outlasted
+	// hood.verify_timeout). Nothing says the new credentials are bad: no
+	// rollback, and the next pass pushes and verifies again.
+	ErrUnverified = errors.New("pushed, but not verified")
 )
 
 // job is one push of a pass.
@@ -118,6 +123,11 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	e.writeAudit(o, rec("push", "ok", nil, j.pushed.VaultVersion))
 
 	verr := e.verify(ctx, token, in, live)
+	if errors.Is(verr, ErrUnverified) {
+		e.writeAudit(o, rec("verify", "unknown", verr, j.pushed.VaultVersion))
+		fail(verr) // not confirmed, not marked failed: the next pass tries again
+		return
+	}
 	if verr == nil {
 		e.writeAudit(o, rec("verify", "ok", nil, j.pushed.VaultVersion))
 		p := j.pushed
@@ -223,7 +233,7 @@ func (e *Engine) verify(ctx context.Context, token secret.Value, in config.Integ
 	for {
 		got, err := e.hood.GetIntegration(ctx, token, in.ID)
 		if err != nil {
-			return fmt.Errorf("%w: read integration %s back: %w", ErrVerify, in.ID, err)
+			return fmt.Errorf("%w: read integration %s back: %w", ErrUnverified, in.ID, err)
 		}
 		if err := checkProvider(in, got); err != nil {
 			return fmt.Errorf("%w: %w", ErrVerify, err)
@@ -238,13 +248,13 @@ func (e *Engine) verify(ctx context.Context, token secret.Value, in config.Integ
 			return fmt.Errorf("%w: Hood reports effective_status %q for integration %s after the push: the new credentials do not work", ErrVerify, got.EffectiveStatus, in.ID)
 		}
 		if !e.now().Add(interval).Before(deadline) {
-			return fmt.Errorf("%w: effective_status of integration %s still %q after %s", ErrVerify, in.ID, got.EffectiveStatus, e.cfg.Hood.VerifyTimeout.D())
+			return fmt.Errorf("%w: effective_status of integration %s still %q after %s", ErrUnverified, in.ID, got.EffectiveStatus, e.cfg.Hood.VerifyTimeout.D())
 		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w: %w", ErrVerify, ctx.Err())
+			return fmt.Errorf("%w: %w", ErrUnverified, ctx.Err())
 		case <-t.C:
 		}
 	}

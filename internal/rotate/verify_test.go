@@ -61,8 +61,13 @@ func TestVerifyWaitsForTestInProgress(t *testing.T) {
 	}
 	fh.testing["1000"] = 1000
 	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel + "2", "chat_id": "1"}
-	if o := onePass(t, eng, rotate.Request{}); !errors.Is(o.Err, rotate.ErrVerify) || !strings.Contains(o.Error, `still "testing"`) {
+	if o := onePass(t, eng, rotate.Request{}); !errors.Is(o.Err, rotate.ErrUnverified) || !strings.Contains(o.Error, `still "testing"`) {
 		t.Errorf("got %s %v, want a verification timeout", o.Result, o.Err)
+	}
+	// No verdict is not a failed verification: the next pass pushes again.
+	fh.testing["1000"] = 0
+	if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultPushed {
+		t.Errorf("pass after an unverified push: got %s %v, want pushed", o.Result, o.Err)
 	}
 }
 
