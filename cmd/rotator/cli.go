@@ -251,7 +251,7 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		return exitInvalid
 	}
 
-	vc, err := vault.New(cfg.Vault, vault.Options{Logger: log, Getenv: e.getenv})
+	vc, err := vault.New(cfg.Vault, vault.Options{Logger: log, Getenv: e.getenv, Timeout: cfg.Vault.Timeout.D()})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
 		return exitInvalid

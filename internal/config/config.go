@@ -37,6 +37,8 @@ type Vault struct {
 	Namespace string    `yaml:"namespace"` // default $VAULT_NAMESPACE
 	CACert    string    `yaml:"ca_cert"`   // default $VAULT_CACERT
 	Auth      VaultAuth `yaml:"auth"`
+	// Timeout bounds one Vault request (addition to CONTRACT.md).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // VaultAuth selects and parameterises the Vault login method.
@@ -145,6 +147,7 @@ const (
 	DefaultMaxBackoff      = 60 * time.Second
 	DefaultMaxInFlight     = 4
 	DefaultVerifyTimeout   = 30 * time.Second
+	DefaultVaultTimeout    = 10 * time.Second
 	DefaultSchedule        = "0 3 * * *"
 	DefaultTimezone        = "UTC"
 	DefaultAdminListen     = "127.0.0.1:9464"
@@ -183,6 +186,9 @@ func (c *Config) ApplyDefaults(getenv func(string) string) {
 	orEnv(&v.Namespace, "VAULT_NAMESPACE")
 	orEnv(&v.CACert, "VAULT_CACERT")
 	or(&v.Auth.Method, "token")
+	if unset("vault.timeout", v.Timeout == 0) {
+		v.Timeout = Duration(DefaultVaultTimeout)
+	}
 	switch v.Auth.Method {
 	case "approle":
 		or(&v.Auth.Mount, "approle")

@@ -388,7 +388,7 @@ func TestParseProblems(t *testing.T) {
 		want       []string
 	}{
 		{"every unknown key", "vault:\n  adress: x\n  auth:\n    metod: token\nhood:\n  rate_limt: {}\n", []string{
-			"vault.adress (line 2): unknown key (valid: address, auth, ca_cert, namespace)",
+			"vault.adress (line 2): unknown key (valid: address, auth, ca_cert, namespace, timeout)",
 			"vault.auth.metod (line 4): unknown key (valid: jwt_file, method, mount, role, role_id, secret_id_file, token_file)",
 			"hood.rate_limt (line 6): unknown key (valid: allow_insecure_http, base_url, max_in_flight, rate_limit, retry, timeout, token, verify_timeout)",
 		}},

@@ -233,6 +233,9 @@ func (v *validator) hood() {
 	if h.MaxInFlight < 1 || h.MaxInFlight > 64 {
 		v.add("hood.max_in_flight", "must be between 1 and 64, got %d", h.MaxInFlight)
 	}
+	if t := v.c.Vault.Timeout; t <= 0 || t.D() > 5*time.Minute {
+		v.add("vault.timeout", "must be more than 0s and at most 5m, got %s", t)
+	}
 	if h.VerifyTimeout <= 0 || h.VerifyTimeout.D() > 10*time.Minute {
 		v.add("hood.verify_timeout", "must be more than 0s and at most 10m, got %s", h.VerifyTimeout)
 	}

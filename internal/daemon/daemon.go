@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/audit"
@@ -91,6 +92,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
+		// The Go runtime's and the process's own metrics (goroutines,
+		// memory, file descriptors) beside rotator's.
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 30 * time.Second
@@ -154,7 +158,8 @@ func Run(ctx context.Context, opts Options) error {
 // build makes the clients and the engine of a configuration.
 func (d *Daemon) build(cfg *config.Config) (*world, error) {
 	vc, err := vault.New(cfg.Vault, vault.Options{
-		Logger: d.log, Getenv: d.opts.Getenv, Observe: d.metrics.ObserveVault,
+		Timeout: cfg.Vault.Timeout.D(),
+		Logger:  d.log, Getenv: d.opts.Getenv, Observe: d.metrics.ObserveVault,
 		OnAuth: d.metrics.SetVaultAuthenticated,
 	})
 	if err != nil {

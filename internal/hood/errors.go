@@ -166,28 +166,61 @@ func newAPIError(method, id string, status int, h http.Header, body []byte, now 
 // Hood's messages.
 const minScrub = 4
 
-// scrub replaces, in the server-provided texts, every sent value of at least
-// minScrub bytes by secret.Redacted.
+// minPartial is the shortest run of a sent value that scrub redacts when it
+// is quoted in part; maxPartial bounds the values searched that way.
+const (
+	minPartial = 8
+	maxPartial = 64 << 10
+)
+
+// scrub redacts sent values from the server-provided texts: every whole
+// value of at least minScrub bytes, and every run of at least minPartial
+// bytes that a sent value contains (a message quoting part of a token, or a
+// value cut by cleanText).
 func (e *APIError) scrub(sent []secret.Value) {
+	for _, f := range []*string{&e.Title, &e.Message, &e.TraceID} {
+		*f = scrubText(*f, sent)
+	}
+}
+
+func scrubText(text string, sent []secret.Value) string {
 	for _, v := range sent {
-		if v.Len() < minScrub {
+		if v.Len() >= minScrub {
+			text = strings.ReplaceAll(text, v.Reveal(), secret.Redacted)
+		}
+	}
+	mark := make([]bool, len(text))
+	found := false
+	for _, v := range sent {
+		if v.Len() < minPartial || v.Len() > maxPartial {
 			continue
 		}
 		plain := v.Reveal()
-		for _, f := range []*string{&e.Title, &e.Message, &e.TraceID} {
-			*f = strings.ReplaceAll(*f, plain, secret.Redacted)
-			// cleanText may have cut the text inside the value: redact the
-			// start of the value left before the cut too.
-			if body, cut := strings.CutSuffix(*f, "..."); cut {
-				for k := min(len(plain)-1, len(body)); k >= minScrub; k-- {
-					if strings.HasSuffix(body, plain[:k]) {
-						*f = body[:len(body)-k] + secret.Redacted + "..."
-						break
-					}
+		for i := 0; i+minPartial <= len(text); i++ {
+			if strings.Contains(plain, text[i:i+minPartial]) {
+				for j := i; j < i+minPartial; j++ {
+					mark[j] = true
 				}
+				found = true
 			}
 		}
 	}
+	if !found {
+		return text
+	}
+	var b strings.Builder
+	for i := 0; i < len(text); {
+		if !mark[i] {
+			b.WriteByte(text[i])
+			i++
+			continue
+		}
+		for i < len(text) && mark[i] {
+			i++
+		}
+		b.WriteString(secret.Redacted)
+	}
+	return b.String()
 }
 
 // cleanText makes a server-provided string safe for one log line or error:

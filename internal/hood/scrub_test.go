@@ -20,6 +20,8 @@ func TestErrorsNeverRepeatSentValues(t *testing.T) {
 		"settings.auth_token: value '" + value + "' is not a valid bot token",
 		"bad token " + value,
 		long,
+		"token '" + value[:14] + "...' is invalid",                 // a quoted prefix
+		"token ending in " + value[len(value)-12:] + " is invalid", // a quoted suffix
 	} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -37,7 +39,7 @@ func TestErrorsNeverRepeatSentValues(t *testing.T) {
 		if !errors.As(err, &ae) {
 			t.Fatalf("got %v, want an APIError", err)
 		}
-		for _, part := range []string{value, value[:12]} {
+		for _, part := range []string{value, value[:10], value[len(value)-10:]} {
 			if strings.Contains(err.Error(), part) {
 				t.Errorf("error text repeats a sent value (%d bytes of it)", len(part))
 			}

@@ -238,7 +238,10 @@ func classifyResponse(op string, re *api.ResponseError) (Kind, string) {
 	if !re.RawError {
 		msgs = strings.Join(re.Errors, "; ")
 	}
-	sealed := re.StatusCode == http.StatusServiceUnavailable || strings.Contains(strings.ToLower(msgs), "is sealed")
+	// Only Vault's own words say it is sealed: a 503 can also come from a
+	// load balancer or a standby, and "sealed" would send an operator to
+	// unseal a Vault that is fine.
+	sealed := strings.Contains(strings.ToLower(msgs), "is sealed")
 	switch {
 	case sealed:
 		return KindSealed, ""

@@ -338,6 +338,10 @@ func TestNoRetriesAndHTTPErrors(t *testing.T) {
 			"read secret/x (kv v2): vault answered HTTP 502"},
 		{"503 sealed", 503, `{"errors":["Vault is sealed"]}`, vault.KindSealed,
 			"read secret/x (kv v2): vault is sealed"},
+		{"503 from a load balancer is not sealed", 503, `{"errors":["upstream unavailable"]}`, vault.KindOther,
+			"read secret/x (kv v2): vault answered HTTP 503: upstream unavailable"},
+		{"503 html is not sealed", 503, "<html>down</html>", vault.KindOther,
+			"read secret/x (kv v2): vault answered HTTP 503"},
 		{"429", 429, `{"errors":["request path \"secret/data/x\": rate limit quota exceeded"]}`, vault.KindOther,
 			`read secret/x (kv v2): vault answered HTTP 429: request path "secret/data/x": rate limit quota exceeded`},
 	}
