@@ -12,7 +12,7 @@ BAO        := $(BIN)/bao
 BAO_FLAGS  := -trimpath -ldflags '-s -w -X github.com/openbao/openbao/version.fullVersion=2.4.0'
 FUZZTIME   ?= 10s
 
-.PHONY: all build test test-race test-short lint fmt vet demo bao fuzz check-deploy clean
+.PHONY: all build test test-race test-short lint fmt vet demo bao fuzz check-deploy bench clean
 
 all: lint build test
 
@@ -39,6 +39,10 @@ fuzz: ## each fuzz target for FUZZTIME (CI runs them briefly; try FUZZTIME=10m b
 	go test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	go test ./internal/hood -run '^$$' -fuzz '^FuzzParseError$$' -fuzztime $(FUZZTIME)
 	go test ./internal/rotate -run '^$$' -fuzz '^FuzzBuildSettings$$' -fuzztime $(FUZZTIME)
+
+bench: $(BAO) ## the benchmarks of docs/BENCHMARKS.md (about 8 min; ROTATOR_BENCH_IDLE=300s for the issue's 5-min window)
+	@[ -x /usr/bin/time ] || (apt-get update -qq && apt-get install -y -qq time)  # GNU time: a child's peak RSS
+	ROTATOR_BAO_BIN=$(CURDIR)/$(BAO) ./scripts/bench.sh
 
 check-deploy: ## Dockerfile, systemd units, Kubernetes manifests, alerts, dashboard (installs its checkers)
 	bash scripts/check-deploy.sh
