@@ -5,6 +5,8 @@ package main
 // server.
 
 import (
+	"github.com/ocamba-rotator/rotator/internal/testkit"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -40,23 +42,7 @@ type runningDaemon struct {
 	client *http.Client
 }
 
-// syncBuffer is a bytes.Buffer safe for the daemon's concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // runConfig writes a daemon configuration: admin on a free port with a
 // token file, plus extra top-level YAML and the integrations.

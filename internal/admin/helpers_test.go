@@ -1,7 +1,8 @@
 package admin_test
 
 import (
-	"bytes"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
+
 	"context"
 	"fmt"
 	"io"
@@ -80,23 +81,7 @@ func sampleReport(req rotate.Request) rotate.Report {
 	return rep
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // newServer returns a server with the sentinel token, svc, a fresh
 // registry and a JSON logger writing to the returned buffer.

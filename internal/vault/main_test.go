@@ -1,7 +1,8 @@
 package vault_test
 
 import (
-	"bytes"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
+
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -31,23 +32,7 @@ func TestMain(m *testing.M) {
 // appear in an error or a log line.
 const sentinel = "SENTINEL-vault-9c41e7-must-not-leak"
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // observed records Options.Observe calls.
 type observed struct {

@@ -5,6 +5,8 @@ package faults_test
 // completion, or `run` as a daemon driven through its admin API).
 
 import (
+	"github.com/ocamba-rotator/rotator/internal/testkit"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -477,23 +479,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 // daemon is a `rotator run` process.
 type daemon struct {

@@ -10,6 +10,8 @@
 package hostile_test
 
 import (
+	"github.com/ocamba-rotator/rotator/internal/testkit"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -27,7 +29,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -548,22 +549,7 @@ type daemon struct {
 	hc     *http.Client
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
+type syncBuffer = testkit.SyncBuffer
 
 // startedLine is the JSON log line that carries the admin address.
 type startedLine struct {

@@ -1,6 +1,8 @@
 package hoodtest_test
 
 import (
+	"github.com/ocamba-rotator/rotator/internal/testkit"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -744,22 +746,7 @@ func (r *responseRecorder) Write(b []byte) (int, error) {
 	return r.body.Write(b)
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testkit.SyncBuffer
 
 func keys(m map[string]any) []string {
 	out := make([]string, 0, len(m))
