@@ -189,17 +189,8 @@ next:
 	return -1
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// eventually is testkit.Eventually.
+var eventually = testkit.Eventually
 
 func (f *fixture) patchCount(id string) int {
 	n := 0

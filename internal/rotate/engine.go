@@ -175,14 +175,6 @@ func New(cfg *config.Config, opts Options) *Engine {
 	return e
 }
 
-// sourceKey identifies one Vault secret; a pass reads each key once.
-type sourceKey struct {
-	mount, path string
-	kv          int
-}
-
-func (k sourceKey) String() string { return k.mount + "/" + k.path }
-
 type read struct {
 	kv  *vault.KV
 	err error
@@ -244,9 +236,8 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	for i, in := range selected {
 		o := &outcomes[i]
 		*o = Outcome{Name: in.Name, ID: in.ID, Provider: in.Provider, Started: e.now()}
-		k := keyOf(in.Source)
-		o.VaultPath = k.String()
-		r := reads[k]
+		o.VaultPath = vaultPath(in.Source)
+		r := reads[in.Source.Key()]
 		if r.err != nil {
 			o.Err = r.err
 			continue
@@ -342,38 +333,36 @@ func (e *Engine) logOutcome(log *slog.Logger, o Outcome) {
 	log.Info("integration done", append(attrs, "settings", o.Settings)...)
 }
 
-func keyOf(s config.Source) sourceKey {
-	return sourceKey{mount: s.Mount, path: s.Path, kv: s.KVVersion}
-}
+// vaultPath is how outcomes, logs and the state name a secret: mount/path.
+func vaultPath(s config.Source) string { return s.Mount + "/" + s.Path }
 
-// readSources reads each distinct secret of the selected integrations once,
-// a few at a time.
-func (e *Engine) readSources(ctx context.Context, selected []config.Integration) map[sourceKey]read {
-	var keys []sourceKey
-	seen := map[sourceKey]bool{}
+// readSources reads each distinct secret of the selected integrations once
+// (by config.Source.Key), a few at a time.
+func (e *Engine) readSources(ctx context.Context, selected []config.Integration) map[string]read {
+	var sources []config.Source
+	seen := map[string]bool{}
 	for _, in := range selected {
-		k := keyOf(in.Source)
-		if !seen[k] {
+		if k := in.Source.Key(); !seen[k] {
 			seen[k] = true
-			keys = append(keys, k)
+			sources = append(sources, in.Source)
 		}
 	}
-	out := make(map[sourceKey]read, len(keys))
+	out := make(map[string]read, len(sources))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
-	for _, k := range keys {
+	for _, src := range sources {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			kv, err := e.vault.ReadKV(ctx, k.mount, k.path, k.kv)
+			kv, err := e.vault.ReadKV(ctx, src.Mount, src.Path, src.KVVersion)
 			if err == nil && kv == nil {
-				err = fmt.Errorf("read %s: no secret returned", k)
+				err = fmt.Errorf("read %s: no secret returned", vaultPath(src))
 			}
 			mu.Lock()
-			out[k] = read{kv: kv, err: err}
+			out[src.Key()] = read{kv: kv, err: err}
 			mu.Unlock()
 		}()
 	}

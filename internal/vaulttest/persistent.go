@@ -36,22 +36,7 @@ var ErrStopped = errors.New("server stopped for good (Stop removed its storage)"
 // device creation is allowed, as on a dev server. ctx bounds the start
 // only; Stop ends the server and removes its storage.
 func StartPersistent(ctx context.Context) (*Server, error) {
-	bin, err := binPath(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("find bao binary: %w", err)
-	}
-	var lastErr error
-	for range startAttempts {
-		s, err := startPersistent(ctx, bin)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errPortTaken) || ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, lastErr
+	return startRetrying(ctx, startPersistent)
 }
 
 // persistentConfig is the server configuration of StartPersistent.

@@ -116,6 +116,12 @@ func (s *Server) done() <-chan struct{} { return s.current().done }
 // Stop. The server's output goes to a temporary log file whose last lines
 // (with the root token and unseal key blanked) are part of every start error.
 func Start(ctx context.Context) (*Server, error) {
+	return startRetrying(ctx, start)
+}
+
+// startRetrying finds the bao binary and runs start, again on another free
+// port (up to startAttempts times) when the one it picked was taken meanwhile.
+func startRetrying(ctx context.Context, start func(context.Context, string) (*Server, error)) (*Server, error) {
 	bin, err := binPath(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("find bao binary: %w", err)

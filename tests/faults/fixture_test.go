@@ -467,17 +467,8 @@ func (f *fixture) checkPatchesWhole(reqs []hoodtest.Request) {
 	}
 }
 
-// eventually polls cond every 50ms until it holds, failing the test after within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// eventually is testkit.Eventually.
+var eventually = testkit.Eventually
 
 type syncBuffer = testkit.SyncBuffer
 
