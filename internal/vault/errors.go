@@ -35,8 +35,12 @@ const (
 	// expired or revoked.
 	KindUnauthenticated
 	// KindInvalid: the request or the configuration is wrong before any
-	// request is made (missing file, empty path, unknown method).
+	// request is made (missing file, empty path, unknown method), or a
+	// document (ReadDoc, WriteDoc) does not decode or encode.
 	KindInvalid
+	// KindConflict: a check-and-set write (WriteDoc) was refused because
+	// the secret's current version is not the one the caller expected.
+	KindConflict
 )
 
 // String returns the kind's name in words ("permission denied").
@@ -54,6 +58,8 @@ func (k Kind) String() string {
 		return "unauthenticated"
 	case KindInvalid:
 		return "invalid"
+	case KindConflict:
+		return "check-and-set conflict"
 	default:
 		return "error"
 	}
@@ -67,6 +73,7 @@ var (
 	ErrUnreachable      = errors.New("vault: unreachable")
 	ErrUnauthenticated  = errors.New("vault: unauthenticated")
 	ErrInvalid          = errors.New("vault: invalid request or configuration")
+	ErrConflict         = errors.New("vault: check-and-set version mismatch")
 )
 
 // sentinel returns the sentinel of k, or nil for KindOther.
@@ -84,6 +91,8 @@ func (k Kind) sentinel() error {
 		return ErrUnauthenticated
 	case KindInvalid:
 		return ErrInvalid
+	case KindConflict:
+		return ErrConflict
 	default:
 		return nil
 	}
@@ -93,13 +102,16 @@ func (k Kind) sentinel() error {
 // it is built from the operation, the mount and path, the kind and Detail,
 // never from a response body that could hold data.
 type Error struct {
-	// Op is "login", "read", "configure", "health" (Health) or "renew" (a
-	// renewal failure that KeepAlive logs).
+	// Op is "login", "read" (ReadKV, ReadKVVersion, ReadDoc), "write"
+	// (WriteDoc), "metadata" (CurrentVersion), "configure", "health"
+	// (Health) or "renew" (a renewal failure that KeepAlive logs).
 	Op string
-	// Mount and Path name the secret of a read; for a login, Mount is the
-	// auth mount (empty for the token method).
+	// Mount and Path name the secret of a read, a write or a metadata
+	// read; for a login, Mount is the auth mount (empty for the token
+	// method).
 	Mount, Path string
-	// KVVersion is the KV version of a read (1 or 2), 0 when unknown.
+	// KVVersion is the KV version of a read, a write or a metadata read (1
+	// or 2), 0 when unknown.
 	KVVersion int
 	// AtVersion is the secret version a read asked for (ReadKVVersion); 0
 	// for the current one.
@@ -119,7 +131,8 @@ type Error struct {
 }
 
 // Error returns a message such as
-// `read secret/ocamba/twilio (kv v2): permission denied` or
+// `read secret/ocamba/twilio (kv v2): permission denied`,
+// `write secret/rotator/leases/a (kv v2): check-and-set conflict: version 3 is not the current version` or
 // `read secret/ocamba/twilio (kv v2): vault unreachable at http://127.0.0.1:8200: dial tcp 127.0.0.1:8200: connect: connection refused`.
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -151,11 +164,15 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// subject names the operation: `read secret/x (kv v2)`, `login with approle at auth/approle`.
+// subject names the operation: `read secret/x (kv v2)`, `write secret/x (kv v2)`,
+// `read metadata of secret/x (kv v2)`, `login with approle at auth/approle`.
 func (e *Error) subject() string {
 	switch e.Op {
-	case "read":
-		s := "read " + joinPath(e.Mount, e.Path)
+	case OpRead, OpWrite, OpMetadata:
+		s := e.Op + " " + joinPath(e.Mount, e.Path)
+		if e.Op == OpMetadata {
+			s = "read metadata of " + joinPath(e.Mount, e.Path)
+		}
 		if e.AtVersion > 0 {
 			s += fmt.Sprintf(" version %d", e.AtVersion)
 		}
@@ -230,6 +247,10 @@ func classify(base Error, err error) *Error {
 	return &e
 }
 
+// casMismatch is how Vault's KV v2 engine (HTTP 400) refuses a write whose
+// check-and-set version is not the secret's current version.
+const casMismatch = "check-and-set parameter did not match the current version"
+
 // classifyResponse classifies an HTTP error answer. Its detail is the
 // answer's error messages, which Vault keeps free of secret data; a body
 // that was not an error document is left out.
@@ -250,6 +271,8 @@ func classifyResponse(op string, re *api.ResponseError) (Kind, string) {
 			msgs = fmt.Sprintf("HTTP %d", re.StatusCode)
 		}
 		return KindUnauthenticated, msgs
+	case re.StatusCode == http.StatusBadRequest && strings.Contains(msgs, casMismatch):
+		return KindConflict, ""
 	case re.StatusCode == http.StatusForbidden:
 		return KindPermissionDenied, ""
 	case re.StatusCode == http.StatusNotFound:

@@ -87,45 +87,16 @@ func (c *Client) read(ctx context.Context, mount, path string, kvVersion, at int
 		return nil, &e
 	}
 
-	if err := c.ensureLogin(ctx); err != nil {
+	var kv *KV
+	err := c.withLogin(ctx, base, func() error {
+		var err error
+		kv, err = c.readOnce(ctx, base)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	seen, _ := c.generation()
-	kv, err := c.readOnce(ctx, base)
-	var e *Error
-	if err == nil || !errors.As(err, &e) || e.Kind != KindPermissionDenied {
-		return kv, err
-	}
-
-	// 403: a policy denial, or a token that is no longer valid? A login
-	// since the read (by another goroutine) changes the token: then just
-	// read again with the new one. The token and the generation change
-	// together (see loginLocked), so a look-up that saw the new token is
-	// followed by a generation that shows it.
-	if c.changedSince(seen) {
-		return c.readOnce(ctx, base)
-	}
-	refused := c.tokenRefused(ctx)
-	if c.changedSince(seen) {
-		return c.readOnce(ctx, base)
-	}
-	if !refused {
-		return nil, err
-	}
-	c.markInvalid(seen)
-	c.log.WarnContext(ctx, "vault token no longer valid, logging in again",
-		"method", c.method, "mount", mount, "path", path)
-	if lerr := c.relogin(ctx, seen); lerr != nil {
-		out := base
-		out.Kind, out.Err = KindUnauthenticated, lerr
-		var le *Error
-		if errors.As(lerr, &le) && le.Kind != KindInvalid && le.Kind != KindOther {
-			out.Kind = le.Kind
-		}
-		out.Detail = "token no longer valid, and login again failed: " + lerr.Error()
-		return nil, &out
-	}
-	return c.readOnce(ctx, base)
+	return kv, nil
 }
 
 // tokenRefused reports whether Vault refuses the client's token itself (its

@@ -1,14 +1,18 @@
 // Package vault is rotator's Vault client: it logs in (token, AppRole or
-// Kubernetes auth) and reads KV v1 and v2 secrets, classifying failures into
-// Kinds that callers branch on (permission denied, not found, sealed,
-// unreachable, unauthenticated). Secret values come back as secret.Value and
-// never appear in an error or a log line.
+// Kubernetes auth), reads KV v1 and v2 secrets, reads and writes JSON
+// documents in KV v2 with check-and-set (ReadDoc, WriteDoc) and reads KV v2
+// metadata (CurrentVersion), classifying failures into Kinds that callers
+// branch on (permission denied, not found, sealed, unreachable,
+// unauthenticated, check-and-set conflict). Secret values come back as
+// secret.Value and never appear in an error or a log line; neither do the
+// contents of documents.
 //
 // A Client is safe for concurrent use. It makes one HTTP request per call
 // (vault/api's own retries are off: rotator decides when to retry), except
-// that ReadKV logs in first when the client is not authenticated, and, when a
-// read is denied because the token itself is no longer valid, logs in again
-// once and repeats the read (see ReadKV). KeepAlive, run by the daemon for
+// that ReadKV (and ReadDoc, WriteDoc, CurrentVersion) logs in first when the
+// client is not authenticated, and, when a request is denied because the
+// token itself is no longer valid, logs in again once and repeats the
+// request (see ReadKV). KeepAlive, run by the daemon for
 // as long as it runs, renews the login's token and logs in again when it
 // can no longer be renewed; Health checks Vault for readiness probes.
 package vault
@@ -45,8 +49,15 @@ const (
 
 // Operation and result names passed to Options.Observe.
 const (
-	OpLogin  = "login"
-	OpRead   = "read"
+	// OpLogin: logins and token look-ups.
+	OpLogin = "login"
+	// OpRead: KV reads (ReadKV, ReadKVVersion, ReadDoc).
+	OpRead = "read"
+	// OpWrite: KV v2 check-and-set writes (WriteDoc).
+	OpWrite = "write"
+	// OpMetadata: KV v2 metadata reads (CurrentVersion).
+	OpMetadata = "metadata"
+	// ResultOK is a request that succeeded.
 	ResultOK = "ok"
 	// ResultError is any failed request, a 404 included.
 	ResultError = "error"
@@ -60,8 +71,9 @@ type Options struct {
 	// Timeout bounds each Vault request. Default: DefaultTimeout.
 	Timeout time.Duration
 	// Observe is called once per Vault request with the operation (OpLogin
-	// for logins and token look-ups, OpRead for KV reads) and the result
-	// (ResultOK or ResultError), for metrics. It must be safe for
+	// for logins and token look-ups, OpRead for KV reads, OpWrite for KV
+	// writes, OpMetadata for KV metadata reads, OpRenew for renewals) and
+	// the result (ResultOK or ResultError), for metrics. It must be safe for
 	// concurrent use.
 	Observe func(operation, result string)
 	// Getenv reads VAULT_TOKEN for the token method. Default: os.Getenv.
