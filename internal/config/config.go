@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -20,6 +21,8 @@ type Config struct {
 	State        State         `yaml:"state"`
 	Audit        Audit         `yaml:"audit"`
 	Integrations []Integration `yaml:"integrations"`
+	HA           HA            `yaml:"ha"`    // addition to CONTRACT.md
+	Watch        Watch         `yaml:"watch"` // addition to CONTRACT.md
 
 	// lines maps a YAML path ("integrations[2].fields.api_kye") to its line
 	// in the file it was loaded from; filled by Load, used by Validate.
@@ -110,6 +113,23 @@ type Audit struct {
 	Path string `yaml:"path"`
 }
 
+// HA is coordination of several rotators through Vault (docs/ha.md).
+type HA struct {
+	Mode     string   `yaml:"mode"`      // "none" (default) | "vault"
+	Mount    string   `yaml:"mount"`     // KV v2 mount of the lease records
+	Path     string   `yaml:"path"`      // records at <mount>/<path>/<integration name>
+	Identity string   `yaml:"identity"`  // label in lease records; default: the hostname (os.Hostname; "rotator" if that fails)
+	LeaseTTL Duration `yaml:"lease_ttl"` // default 60s
+}
+
+// Enabled reports whether the rotators coordinate through Vault (mode vault).
+func (h HA) Enabled() bool { return h.Mode == HAModeVault }
+
+// Watch polls KV v2 metadata between schedules (docs/ha.md).
+type Watch struct {
+	Interval Duration `yaml:"interval"` // 0: off
+}
+
 // Integration is one Hood integration whose settings rotator keeps fresh.
 type Integration struct {
 	Name            string            `yaml:"name"`
@@ -157,6 +177,48 @@ const (
 	DefaultOnVerifyFailure = "keep"
 )
 
+// Settings of ha and watch (docs/ha.md).
+const (
+	HAModeNone       = "none"  // one rotator, state in state.path (the default)
+	HAModeVault      = "vault" // leases and shared state in Vault KV v2
+	DefaultLeaseTTL  = 60 * time.Second
+	MinLeaseTTL      = 5 * time.Second
+	MinWatchInterval = time.Second
+	// DefaultIdentity is ha.identity when the hostname is unknown.
+	DefaultIdentity = "rotator"
+	// maxIdentity is the longest ha.identity.
+	maxIdentity = 64
+)
+
+// hostname returns the name of the host, the default of ha.identity. A
+// variable, so that tests control it.
+var hostname = os.Hostname
+
+// defaultIdentity is the host name made a valid ha.identity: every
+// character other than a letter, a digit, '-', '_' and '.' replaced by '-',
+// cut to 64 characters; DefaultIdentity when the host name is unknown.
+func defaultIdentity() string {
+	name, err := hostname()
+	if err != nil || name == "" {
+		return DefaultIdentity
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if !identityChar(c) {
+			b[i] = '-'
+		}
+	}
+	if len(b) > maxIdentity {
+		b = b[:maxIdentity]
+	}
+	return string(b)
+}
+
+// identityChar reports whether c may appear in ha.identity.
+func identityChar(c byte) bool {
+	return c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+}
+
 // ApplyDefaults fills in the settings left unset. Parse and Load call it;
 // call it on a Config built in code before Validate. Strings default when
 // empty. Numbers and durations default when the file did not set them (in a
@@ -164,7 +226,10 @@ const (
 // refuses it. A default never contradicts a setting the file made: with
 // per_minute below 10 and no burst, burst defaults to per_minute, and with
 // max_backoff below 500ms and no initial_backoff, initial_backoff defaults
-// to max_backoff. ApplyDefaults is idempotent.
+// to max_backoff. With ha.mode vault and no ha.identity, the identity
+// defaults to the host name (os.Hostname, made valid; "rotator" when it
+// fails): the only default that does not come from getenv or a constant.
+// ApplyDefaults is idempotent.
 func (c *Config) ApplyDefaults(getenv func(string) string) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -242,6 +307,16 @@ func (c *Config) ApplyDefaults(getenv func(string) string) {
 		}
 		or(&in.OnVerifyFailure, DefaultOnVerifyFailure)
 	}
+
+	ha := &c.HA
+	or(&ha.Mode, HAModeNone)
+	if unset("ha.lease_ttl", ha.LeaseTTL == 0) {
+		ha.LeaseTTL = Duration(DefaultLeaseTTL)
+	}
+	if ha.Enabled() && ha.Identity == "" {
+		ha.Identity = defaultIdentity()
+	}
+	// watch.interval defaults to 0: off.
 }
 
 // Location returns the time zone of the schedules: the one Validate parsed,

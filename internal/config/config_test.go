@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -219,6 +220,12 @@ func TestValidFull(t *testing.T) {
 		OnVerifyFailure: "keep",
 	})
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "@hourly")
+	check(t, "ha", c.HA, config.HA{
+		Mode: "vault", Mount: "secret", Path: "rotator/leases", Identity: "web-1.example_a",
+		LeaseTTL: config.Duration(2 * time.Minute),
+	})
+	check(t, "ha.Enabled", c.HA.Enabled(), true)
+	check(t, "watch", c.Watch, config.Watch{Interval: config.Duration(5 * time.Second)})
 	check(t, "Line(integrations[0].fields.account_sid)", c.Line("integrations[0].fields.account_sid"), 47)
 	check(t, "Line(integrations[1].source.path)", c.Line("integrations[1].source.path"), 55)
 	check(t, "Line(of an unset key: its section)", c.Line("integrations[1].fields"), 52)
@@ -254,6 +261,82 @@ func TestDefaults(t *testing.T) {
 		OnVerifyFailure: "keep",
 	}})
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "0 3 * * *")
+	check(t, "ha", c.HA, config.HA{Mode: config.HAModeNone, LeaseTTL: config.Duration(config.DefaultLeaseTTL)})
+	check(t, "ha.Enabled", c.HA.Enabled(), false)
+	check(t, "watch", c.Watch, config.Watch{})
+}
+
+func TestValidHA(t *testing.T) {
+	defer config.SetHostname(func() (string, error) { return "web-1", nil })()
+	c := load(t, "testdata/valid-ha.yaml", env(nil))
+	check(t, "ha", c.HA, config.HA{
+		Mode: "vault", Mount: "secret", Path: "rotator/leases", Identity: "web-1",
+		LeaseTTL: config.Duration(60 * time.Second),
+	})
+	check(t, "ha.Enabled", c.HA.Enabled(), true)
+	check(t, "watch", c.Watch, config.Watch{Interval: config.Duration(time.Second)})
+}
+
+func TestHAIdentityDefault(t *testing.T) {
+	const ha = "\nha: {mode: vault, mount: secret, path: rotator/leases}\n"
+	tests := []struct {
+		name     string
+		yaml     string
+		hostname string
+		err      error
+		want     string
+		lookup   bool // whether the host name is looked up
+	}{
+		{"hostname", minimal + ha, "web-1.dc2", nil, "web-1.dc2", true},
+		{"hostname fails", minimal + ha, "", errors.New("no"), "rotator", true},
+		{"hostname empty", minimal + ha, "", nil, "rotator", true},
+		{"hostname made valid", minimal + ha, "my host#1", nil, "my-host-1", true},
+		{"hostname cut to 64", minimal + ha, strings.Repeat("h", 70), nil, strings.Repeat("h", 64), true},
+		{"identity given", minimal + "\nha: {mode: vault, mount: secret, path: p, identity: me}\n", "web-1", nil, "me", false},
+		{"mode none", minimal + "\nha: {mount: secret}\n", "web-1", nil, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lookups := 0
+			defer config.SetHostname(func() (string, error) { lookups++; return tt.hostname, tt.err })()
+			c, err := config.Parse([]byte(tt.yaml), env(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Validate(env(nil)); err != nil {
+				t.Fatalf("got %v, want no problem", err)
+			}
+			check(t, "ha.identity", c.HA.Identity, tt.want)
+			c.ApplyDefaults(env(nil)) // idempotent
+			check(t, "ha.identity after ApplyDefaults again", c.HA.Identity, tt.want)
+			check(t, "host name looked up", lookups > 0, tt.lookup)
+		})
+	}
+	t.Run("the real host name", func(t *testing.T) {
+		c, err := config.Parse([]byte(minimal+ha), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HA.Identity == "" {
+			t.Error("ha.identity: got \"\", want the host name or \"rotator\"")
+		}
+		if err := c.Validate(env(nil)); err != nil {
+			t.Errorf("got %v, want no problem", err)
+		}
+	})
+}
+
+func TestHADefaultsInCode(t *testing.T) {
+	defer config.SetHostname(func() (string, error) { return "h", nil })()
+	c := &config.Config{}
+	c.ApplyDefaults(nil)
+	check(t, "ha", c.HA, config.HA{Mode: "none", LeaseTTL: config.Duration(60 * time.Second)})
+	c = &config.Config{HA: config.HA{Mode: "vault", LeaseTTL: config.Duration(time.Second)}}
+	c.ApplyDefaults(nil)
+	check(t, "ha", c.HA, config.HA{Mode: "vault", Identity: "h", LeaseTTL: config.Duration(time.Second)})
+	check(t, "constants", []any{config.HAModeNone, config.HAModeVault, config.DefaultLeaseTTL, config.MinLeaseTTL, config.MinWatchInterval},
+		[]any{"none", "vault", 60 * time.Second, 5 * time.Second, time.Second})
+	check(t, "Enabled of the zero HA", config.HA{}.Enabled(), false)
 }
 
 func TestValidApprole(t *testing.T) {
@@ -408,7 +491,7 @@ func TestParseProblems(t *testing.T) {
 			"integrations[1].bogus (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, schedule, source, static)",
 		}},
 		{"alias to nothing of the right shape", "a: &x [1]\n", []string{
-			"a (line 1): unknown key (valid: admin, audit, hood, integrations, jitter, schedule, state, timezone, vault)",
+			"a (line 1): unknown key (valid: admin, audit, ha, hood, integrations, jitter, schedule, state, timezone, vault, watch)",
 		}},
 	}
 	for _, tt := range tests {
@@ -575,6 +658,45 @@ func TestValidateValues(t *testing.T) {
 		{"empty static value allowed", func(c *config.Config) {
 			c.Integrations[0].Static = map[string]string{"chat_id": ""}
 		}, ""},
+		{"ha none ignores the rest", func(c *config.Config) {
+			c.HA = config.HA{Mode: "none", Mount: "/x/", Path: "a//b", Identity: "#", LeaseTTL: -1}
+		}, ""},
+		{"ha mode empty", func(c *config.Config) { c.HA.Mode = "" }, `ha.mode: must be none or vault, got ""`},
+		{"ha mode case", func(c *config.Config) { c.HA.Mode = "Vault" }, `ha.mode: must be none or vault, got "Vault"`},
+		{"ha vault", func(c *config.Config) { c.HA = vaultHA() }, ""},
+		{"ha mount empty segment", func(c *config.Config) { c.HA = vaultHA(); c.HA.Mount = "a//b" }, `ha.mount: must not contain an empty segment ("//")`},
+		{"ha path leading slash", func(c *config.Config) { c.HA = vaultHA(); c.HA.Path = "/rotator" }, `ha.path: must not start or end with "/"`},
+		{"ha path dotdot", func(c *config.Config) { c.HA = vaultHA(); c.HA.Path = "a/../b" }, `ha.path: must not contain a ".." segment`},
+		{"ha identity 64", func(c *config.Config) { c.HA = vaultHA(); c.HA.Identity = strings.Repeat("a", 64) }, ""},
+		{"ha identity empty", func(c *config.Config) { c.HA = vaultHA(); c.HA.Identity = "" },
+			`ha.identity: must be 1 to 64 letters, digits, '-', '_' or '.' (a "#<random>" suffix is added to it), got ""`},
+		{"ha identity slash", func(c *config.Config) { c.HA = vaultHA(); c.HA.Identity = "a/b" },
+			`ha.identity: must be 1 to 64 letters, digits, '-', '_' or '.' (a "#<random>" suffix is added to it), got "a/b"`},
+		{"ha lease_ttl negative", func(c *config.Config) { c.HA = vaultHA(); c.HA.LeaseTTL = config.Duration(-time.Second) }, "ha.lease_ttl: must be at least 5s, got -1s"},
+		{"ha lease_ttl equal to the push", func(c *config.Config) { c.HA = vaultHA(); c.HA.LeaseTTL = config.Duration(40 * time.Second) },
+			"ha.lease_ttl: must exceed hood.timeout + hood.verify_timeout (40s), got 40s"},
+		{"ha lease_ttl just above the push", func(c *config.Config) { c.HA = vaultHA(); c.HA.LeaseTTL = config.Duration(41 * time.Second) }, ""},
+		{"ha lease_ttl and hood timeouts", func(c *config.Config) {
+			c.HA = vaultHA()
+			c.Hood.Timeout = config.Duration(time.Minute)
+			c.Hood.VerifyTimeout = config.Duration(2 * time.Minute)
+		}, "ha.lease_ttl: must exceed hood.timeout + hood.verify_timeout (3m0s), got 1m0s"},
+		{"ha lease_ttl with a huge hood.timeout", func(c *config.Config) {
+			c.HA = vaultHA()
+			c.Hood.Timeout = config.Duration(math.MaxInt64)
+		}, "ha.lease_ttl: must exceed hood.timeout + hood.verify_timeout (2562047h47m16.854775807s), got 1m0s"},
+		{"watch 1s", func(c *config.Config) { c.Watch.Interval = config.Duration(time.Second) }, ""},
+		{"watch 999ms", func(c *config.Config) { c.Watch.Interval = config.Duration(999 * time.Millisecond) }, "watch.interval: must be 0 (off) or at least 1s, got 999ms"},
+		{"watch negative", func(c *config.Config) { c.Watch.Interval = config.Duration(-time.Second) }, "watch.interval: must be 0 (off) or at least 1s, got -1s"},
+		{"watch without KV v2", func(c *config.Config) {
+			c.Watch.Interval = config.Duration(time.Minute)
+			c.Integrations[0].Source.KVVersion = 1
+		}, "watch.interval: no integration reads a KV v2 secret: nothing to watch"},
+		{"watch off without KV v2", func(c *config.Config) { c.Integrations[0].Source.KVVersion = 1 }, ""},
+		{"watch without integrations", func(c *config.Config) {
+			c.Watch.Interval = config.Duration(time.Minute)
+			c.Integrations = nil
+		}, "integrations: at least one integration is required"},
 		{"unknown provider: one problem only", func(c *config.Config) {
 			c.Integrations[0].Provider = "slack"
 			c.Integrations[0].Fields = map[string]string{"a": "b", "c": "d"}
@@ -606,6 +728,11 @@ func TestValidateValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// vaultHA is a valid ha section with mode vault, defaults applied.
+func vaultHA() config.HA {
+	return config.HA{Mode: "vault", Mount: "secret", Path: "rotator/leases", Identity: "web-1", LeaseTTL: config.Duration(time.Minute)}
 }
 
 // stripLine removes " (line N)" from a problem string.

@@ -25,6 +25,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("a: &x {<<: *x}\n"))
 	f.Add([]byte("schedule: TZ=UTC\n"))
+	f.Add([]byte("ha: {mode: vault, lease_ttl: 0s, identity: \"\"}\nwatch: {interval: -1s}\n"))
+	f.Add([]byte("hood: {timeout: 2562047h, verify_timeout: 2562047h}\nha: {mode: vault, mount: m, path: p}\nwatch: {interval: 1s}\n"))
 	// Every variable is set; some values look like YAML structure.
 	getenv := func(name string) string {
 		switch {
@@ -46,6 +48,7 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = c.Validate(getenv)
 		_ = c.Location()
+		_ = c.HA.Enabled()
 		for _, in := range c.Integrations {
 			_ = in.Source.Key()
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -86,6 +87,8 @@ func (c *Config) Validate(getenv func(string) string) error {
 	v.timing()
 	v.admin()
 	v.integrations()
+	v.ha()
+	v.watch()
 	if len(v.problems) == 0 {
 		return nil
 	}
@@ -363,6 +366,81 @@ func (v *validator) integrations() {
 			v.add(p+".on_verify_failure", "must be keep or rollback, got %q", clip(in.OnVerifyFailure))
 		}
 	}
+}
+
+// ha checks the ha section. With mode none the other ha settings are not
+// used, and not checked.
+func (v *validator) ha() {
+	h := v.c.HA
+	switch h.Mode {
+	case HAModeVault:
+	case HAModeNone:
+		return
+	default:
+		v.add("ha.mode", "must be %s or %s, got %q", HAModeNone, HAModeVault, clip(h.Mode))
+		return
+	}
+	if msg := checkKVPath(h.Mount); msg != "" {
+		v.add("ha.mount", "%s", msg)
+	}
+	if msg := checkKVPath(h.Path); msg != "" {
+		v.add("ha.path", "%s", msg)
+	}
+	if !validIdentity(h.Identity) {
+		v.add("ha.identity", "must be 1 to %d letters, digits, '-', '_' or '.' (a \"#<random>\" suffix is added to it), got %q", maxIdentity, clip(h.Identity))
+	}
+	hood := v.c.Hood
+	push := sumDurations(hood.Timeout, hood.VerifyTimeout)
+	switch {
+	case h.LeaseTTL.D() < MinLeaseTTL:
+		v.add("ha.lease_ttl", "must be at least %s, got %s", MinLeaseTTL, h.LeaseTTL)
+	case hood.Timeout > 0 && hood.VerifyTimeout > 0 && h.LeaseTTL <= push:
+		v.add("ha.lease_ttl", "must exceed hood.timeout + hood.verify_timeout (%s), got %s", push, h.LeaseTTL)
+	}
+}
+
+// watch checks the watch section.
+func (v *validator) watch() {
+	iv := v.c.Watch.Interval
+	switch {
+	case iv < 0 || iv > 0 && iv.D() < MinWatchInterval:
+		v.add("watch.interval", "must be 0 (off) or at least %s, got %s", MinWatchInterval, iv)
+	case iv > 0 && len(v.c.Integrations) > 0 && !v.c.readsKV2():
+		v.add("watch.interval", "no integration reads a KV v2 secret: nothing to watch")
+	}
+}
+
+// readsKV2 reports whether an integration reads a KV v2 secret: one that
+// watch mode can poll.
+func (c *Config) readsKV2() bool {
+	for _, in := range c.Integrations {
+		if in.Source.KVVersion == 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// validIdentity reports whether s is a valid ha.identity.
+func validIdentity(s string) bool {
+	if s == "" || len(s) > maxIdentity {
+		return false
+	}
+	for i := range len(s) {
+		if !identityChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// sumDurations is a + b, capped at the largest Duration instead of
+// overflowing.
+func sumDurations(a, b Duration) Duration {
+	if a > 0 && b > math.MaxInt64-a {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // notASetting is the message for a fields or static key that provider pr
