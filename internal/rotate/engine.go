@@ -48,6 +48,7 @@ const (
 	TriggerAdmin    Trigger = "admin"
 	TriggerStartup  Trigger = "startup"
 	TriggerCLI      Trigger = "cli"
+	TriggerWatch    Trigger = "watch" // watch mode: a watched Vault path changed (docs/ha.md)
 )
 
 // Result is the outcome of one integration in a pass.
@@ -216,7 +217,10 @@ func (e *Engine) index(name string) int {
 //
 // Without Force, an integration whose settings equal those of its last
 // confirmed push is unchanged and costs no Hood call, and a Vault version
-// older than the last pushed one is refused (ErrDowngrade).
+// older than the last pushed one is refused (ErrDowngrade). With a shared
+// state, an integration another rotator holds (Record.HeldBy) is unchanged
+// and costs no Hood call, forced or not; one whose record another rotator
+// wrote between Get and Begin is unchanged too, and not pushed.
 func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	selected, err := e.Select(req.Only)
 	if err != nil {
@@ -249,16 +253,23 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 			o.Err = err
 			continue
 		}
+		// Get comes first: a shared state loads its HMAC key on its first
+		// Get, and a record another rotator holds costs no more work.
+		rec, _, err := e.state.Get(in.Name)
+		if err != nil {
+			o.Err = fmt.Errorf("read state: %w", err)
+			continue
+		}
+		if rec.HeldBy != "" {
+			// Even when forced: the holder is pushing this integration now.
+			o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("held by %s until %s", rec.HeldBy, stamp(rec.HeldUntil))
+			continue
+		}
 		plain := reveal(built.Settings)
 		p := state.Pushed{
 			Fingerprint: e.state.Fingerprint(in.ID, in.Provider, plain),
 			SettingMACs: e.state.SettingMACs(in.ID, in.Provider, plain),
 			VaultPath:   o.VaultPath, VaultVersion: r.kv.Version,
-		}
-		rec, _, err := e.state.Get(in.Name)
-		if err != nil {
-			o.Err = fmt.Errorf("read state: %w", err)
-			continue
 		}
 		if why, err := decide(rec, p, req); err != nil {
 			o.Err = err
@@ -329,6 +340,9 @@ func (e *Engine) logOutcome(log *slog.Logger, o Outcome) {
 		}
 		log.Error("integration failed", append(attrs, "error", o.Error)...)
 		return
+	}
+	if o.Reason != "" {
+		attrs = append(attrs, "reason", o.Reason)
 	}
 	log.Info("integration done", append(attrs, "settings", o.Settings)...)
 }

@@ -91,7 +91,10 @@ func (f *fakeHood) GetIntegration(_ context.Context, _ secret.Value, id string) 
 	return in, nil
 }
 
-func (f *fakeHood) UpdateSettings(_ context.Context, token secret.Value, id string, s map[string]secret.Value) error {
+func (f *fakeHood) UpdateSettings(ctx context.Context, token secret.Value, id string, s map[string]secret.Value) error {
+	if err := ctx.Err(); err != nil {
+		return err // as the real client: nothing is sent on a done context
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tokens = append(f.tokens, token.Reveal())

@@ -106,22 +106,43 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 
 	live, err := e.preflight(ctx, token, in, j.built)
 	if err != nil {
-		fail(err)
+		// Nothing was begun: Pass notes the failure (State.Note), which a
+		// shared state writes only when no other rotator holds the lease.
+		o.Err = err
 		return
 	}
 	// Durably note the push before making it: a crash from here on leaves
-	// the last confirmed push unchanged, so the next start pushes again.
-	if err := e.state.Begin(in.Name, in.ID, in.Provider, j.pushed); err != nil {
+	// the last confirmed push unchanged, so the next start pushes again. A
+	// shared state takes the lease here, on the record version the decision
+	// was made on.
+	if err := e.state.Begin(in.Name, in.ID, in.Provider, j.rec.Revision, j.pushed); err != nil {
+		if errors.Is(err, state.ErrNotHolder) {
+			// Another rotator wrote the record since it was read: it
+			// pushes, or pushed, the settings; this one does not.
+			o.Result, o.Reason, o.Changed = ResultUnchanged, "another rotator changed the record since it was read: not pushed", nil
+			e.log.Debug("push not begun", "integration", in.Name, "error", err.Error())
+			return
+		}
 		o.Err = fmt.Errorf("write state before the push: %w", err)
 		return
 	}
-	if err := e.hood.UpdateSettings(ctx, token, in.ID, j.built.Settings); err != nil {
+	if err := e.patch(ctx, token, in, j.built.Settings); err != nil {
 		e.writeAudit(o, rec("push", "failed", err, j.pushed.VaultVersion))
 		fail(err)
 		return
 	}
 	e.writeAudit(o, rec("push", "ok", nil, j.pushed.VaultVersion))
 
+	// A shared state's lease is extended before the read-back, so that the
+	// confirmation lands before any other rotator may take the lease over.
+	if f, ok := e.state.(fencer); ok {
+		if err := f.Fence(in.Name); err != nil {
+			verr := fmt.Errorf("%w: the lease could not be extended after the push: %w", ErrUnverified, err)
+			e.writeAudit(o, rec("verify", "unknown", verr, j.pushed.VaultVersion))
+			fail(verr)
+			return
+		}
+	}
 	verr := e.verify(ctx, token, in, live)
 	if errors.Is(verr, ErrUnverified) {
 		e.writeAudit(o, rec("verify", "unknown", verr, j.pushed.VaultVersion))
@@ -132,7 +153,11 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		e.writeAudit(o, rec("verify", "ok", nil, j.pushed.VaultVersion))
 		p := j.pushed
 		p.At = e.now()
-		if err := e.state.Confirm(in.Name, p, attempt(ResultPushed, nil)); err != nil {
+		if err := e.state.Confirm(in.Name, p, attempt(ResultPushed, nil)); errors.Is(err, state.ErrNotHolder) {
+			// The lease expired and another rotator took it: it pushes the
+			// same settings again.
+			o.Warnings = append(o.Warnings, "pushed, but the lease was lost before the confirmation: "+err.Error())
+		} else if err != nil {
 			o.Warnings = append(o.Warnings, "pushed, but the state was not saved: "+err.Error())
 		}
 		o.Result = ResultPushed
@@ -281,7 +306,13 @@ func (e *Engine) rollback(ctx context.Context, token secret.Value, j job, live *
 	if err != nil {
 		return fmt.Errorf("version %d: %w", good.VaultVersion, err)
 	}
-	if err := e.hood.UpdateSettings(ctx, token, j.in.ID, b.Settings); err != nil {
+	// A shared state extends the lease first: no lease, no rollback PATCH.
+	if f, ok := e.state.(fencer); ok {
+		if err := f.Fence(j.in.Name); err != nil {
+			return fmt.Errorf("rollback not pushed: %w", err)
+		}
+	}
+	if err := e.patch(ctx, token, j.in, b.Settings); err != nil {
 		return err
 	}
 	if err := e.verify(ctx, token, j.in, live); err != nil {
@@ -306,4 +337,36 @@ func stopped(stop <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// leaseHolder is a shared state (ha.mode vault) that bounds a push by its
+// lease.
+type leaseHolder interface {
+	LeaseDeadline(name string) (time.Time, bool)
+}
+
+// ErrLeaseDeadline is the reason of a PATCH that did not finish (retries
+// included) before the lease this rotator holds on the integration ran
+// out: another rotator may take it over and push.
+var ErrLeaseDeadline = errors.New("push not finished before the lease ran out")
+
+// patch sends the settings to Hood. With a shared state, the PATCH and its
+// retries are bounded by the lease taken in Begin: no request leaves after
+// another rotator may have taken the lease over.
+func (e *Engine) patch(ctx context.Context, token secret.Value, in config.Integration, settings map[string]secret.Value) error {
+	lh, ok := e.state.(leaseHolder)
+	if !ok {
+		return e.hood.UpdateSettings(ctx, token, in.ID, settings)
+	}
+	deadline, ok := lh.LeaseDeadline(in.Name)
+	if !ok {
+		return fmt.Errorf("%w: no lease held on %s", ErrLeaseDeadline, in.Name)
+	}
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	err := e.hood.UpdateSettings(pctx, token, in.ID, settings)
+	if err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w (lease until %s): %w", ErrLeaseDeadline, stamp(deadline), err)
+	}
+	return err
 }

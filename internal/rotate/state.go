@@ -11,17 +11,31 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/state"
 )
 
-// State is the durable per-integration state (internal/state.Store): the
-// last confirmed push, the last push whose verification failed, the push
-// in progress, and a short history. It holds HMACs, never values.
+// State is the durable per-integration state (internal/state.Store, or
+// internal/ha.Store shared by several rotators): the last confirmed push,
+// the last push whose verification failed, the push in progress, and a
+// short history. It holds HMACs, never values.
+//
+// The engine calls Get before Fingerprint and SettingMACs (a shared store
+// loads its HMAC key on its first Get), and passes to Begin the Revision of
+// the record Get returned. A shared store's Begin, Confirm and Fail return
+// an error that errors.Is state.ErrNotHolder when another rotator holds or
+// took the integration's lease.
 type State interface {
 	Get(name string) (state.Record, bool, error)
-	Begin(name, id, provider string, p state.Pushed) error
+	Begin(name, id, provider string, revision int, p state.Pushed) error
 	Confirm(name string, p state.Pushed, a state.Attempt) error
 	Fail(name string, p *state.Pushed, a state.Attempt) error
 	Note(name string, a state.Attempt) error
 	Fingerprint(id, provider string, settings map[string]string) []byte
 	SettingMACs(id, provider string, settings map[string]string) map[string][]byte
+}
+
+// fencer is implemented by a shared state: Fence extends the lease this
+// rotator holds on an integration, and fails (state.ErrNotHolder) when it
+// lost it. The engine fences right before a rollback's PATCH.
+type fencer interface {
+	Fence(name string) error
 }
 
 // ErrVerifyFailedBefore is the reason a scheduled pass does not push again

@@ -48,7 +48,7 @@ func TestHelperProcess(t *testing.T) {
 		}
 		a := state.Attempt{At: time.Now(), Trigger: "schedule", Result: "pushed", VaultVersion: i, Settings: []string{"auth_token", "n"}}
 		for _, err := range []error{
-			s.Begin(name, "1161", "twilio_sms", p),
+			s.Begin(name, "1161", "twilio_sms", 0, p),
 			s.Confirm(name, p, a),
 			// Rewrite an older record too, so pages are freed and reused.
 			s.Note(fmt.Sprintf("round-%s-%06d", round, i/2), a),

@@ -47,13 +47,14 @@ const Schema = 1
 // MaxHistory is the number of attempts a Record keeps.
 const MaxHistory = 20
 
+// KeySize is the size of the HMAC key, in bytes.
+const KeySize = 32
+
 const (
 	// maxPerm is the widest permission a state file may have.
 	maxPerm fs.FileMode = 0o600
 	// lockTimeout bounds the wait for the file lock another process holds.
 	lockTimeout = 2 * time.Second
-	// keySize is the size of the HMAC key, in bytes.
-	keySize = 32
 	// magic identifies a rotator state file.
 	magic = "rotator-state"
 
@@ -88,6 +89,12 @@ var (
 	// that is damaged: truncated, or with unreadable pages or records.
 	ErrCorrupt = errors.New("state file is damaged")
 )
+
+// ErrNotHolder is returned by a shared state's (internal/ha) Begin, Confirm,
+// Fail and Fence when another rotator holds or took the integration's lease,
+// or when the record changed since it was read: the caller must not push (or
+// roll back) on its view of the record. The local Store never returns it.
+var ErrNotHolder = errors.New("not the lease holder")
 
 // Pushed is one push of an integration's settings to Hood. It holds MACs of
 // the settings, never a value.
@@ -133,6 +140,17 @@ type Record struct {
 	History []Attempt `json:"history,omitempty"`
 	// Updated is when the record was last written.
 	Updated time.Time `json:"updated"`
+
+	// The fields below are not persisted: a shared store (internal/ha)
+	// sets them when it reads a record.
+
+	// Revision is the version of the shared record that was read, for the
+	// check-and-set of Begin; always 0 in the local Store.
+	Revision int `json:"-"`
+	// HeldBy is the identity of another rotator that holds a live lease on
+	// the integration, until HeldUntil; "" when nobody else does.
+	HeldBy    string    `json:"-"`
+	HeldUntil time.Time `json:"-"`
 }
 
 // Store is an open state file. Its methods are safe for concurrent use; the
@@ -404,8 +422,8 @@ func checkMeta(tx *bolt.Tx, file *os.File, key *[]byte) (empty bool, err error) 
 			ErrNewerSchema, schema, Schema)
 	}
 	k := meta.Get([]byte(keyHMAC))
-	if len(k) != keySize {
-		return false, fmt.Errorf("%w: HMAC key of %d bytes, want %d", ErrCorrupt, len(k), keySize)
+	if len(k) != KeySize {
+		return false, fmt.Errorf("%w: HMAC key of %d bytes, want %d", ErrCorrupt, len(k), KeySize)
 	}
 	if tx.Bucket([]byte(bucketIntegrations)) == nil {
 		return false, fmt.Errorf("%w: no %s bucket", ErrCorrupt, bucketIntegrations)
@@ -419,7 +437,7 @@ func checkMeta(tx *bolt.Tx, file *os.File, key *[]byte) (empty bool, err error) 
 // initialise writes the meta bucket, with a new HMAC key, and the empty
 // integrations bucket of a new file, in one transaction.
 func initialise(db *bolt.DB) ([]byte, error) {
-	key := make([]byte, keySize)
+	key := make([]byte, KeySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("draw HMAC key: %w", err)
 	}
@@ -456,12 +474,23 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Fingerprint is the HMAC-SHA256, under the file's key, of an integration's
-// target (id and provider) and its settings, names and values: every field is
-// length-prefixed and the settings are taken in name order, so equal inputs,
-// and only those, give equal fingerprints.
+// Fingerprint is FingerprintWithKey under the file's key.
 func (s *Store) Fingerprint(id, provider string, settings map[string]string) []byte {
-	h := hmac.New(sha256.New, s.key)
+	return FingerprintWithKey(s.key, id, provider, settings)
+}
+
+// SettingMACs is SettingMACsWithKey under the file's key.
+func (s *Store) SettingMACs(id, provider string, settings map[string]string) map[string][]byte {
+	return SettingMACsWithKey(s.key, id, provider, settings)
+}
+
+// FingerprintWithKey is the HMAC-SHA256, under key, of an integration's
+// target (id and provider) and its settings, names and values: every field
+// is length-prefixed and the settings are taken in name order, so equal
+// inputs, and only those, give equal fingerprints. Stores that share a key
+// (the local Store's file, internal/ha's key in Vault) compute it alike.
+func FingerprintWithKey(key []byte, id, provider string, settings map[string]string) []byte {
+	h := hmac.New(sha256.New, key)
 	field(h, domainFingerprint)
 	field(h, id)
 	field(h, provider)
@@ -472,14 +501,14 @@ func (s *Store) Fingerprint(id, provider string, settings map[string]string) []b
 	return h.Sum(nil)
 }
 
-// SettingMACs returns, for each setting, the HMAC-SHA256 under the file's key
-// of the integration's id and provider and the setting's name and value,
+// SettingMACsWithKey returns, for each setting, the HMAC-SHA256 under key of
+// the integration's id and provider and the setting's name and value,
 // length-prefixed. Comparing two pushes' MACs tells which settings changed
 // without telling any value.
-func (s *Store) SettingMACs(id, provider string, settings map[string]string) map[string][]byte {
+func SettingMACsWithKey(key []byte, id, provider string, settings map[string]string) map[string][]byte {
 	out := make(map[string][]byte, len(settings))
 	for name, value := range settings {
-		h := hmac.New(sha256.New, s.key)
+		h := hmac.New(sha256.New, key)
 		field(h, domainSetting)
 		field(h, id)
 		field(h, provider)
@@ -534,42 +563,30 @@ func (s *Store) Names() ([]string, error) {
 
 // Begin records, durably, that a push of p to the integration is starting:
 // it sets the record's ID, Provider and Pending, creating the record if need
-// be. Call it before the request to Hood.
-func (s *Store) Begin(name, id, provider string, p Pushed) error {
-	return s.update("begin", name, func(r *Record) {
-		r.ID, r.Provider = id, provider
-		r.Pending = pushed(p)
-	})
+// be. Call it before the request to Hood. revision is the record's Revision
+// as read, for a shared store's check-and-set; the local Store, the only
+// writer of its file, ignores it.
+func (s *Store) Begin(name, id, provider string, revision int, p Pushed) error {
+	return s.update("begin", name, func(r *Record) { r.ApplyBegin(id, provider, p) })
 }
 
 // Confirm records that Hood confirmed the push p and its verification
-// passed: Confirmed becomes p, Pending and Failed are cleared and a is
-// appended to the history. A missing record is created.
+// passed (Record.ApplyConfirm). A missing record is created.
 func (s *Store) Confirm(name string, p Pushed, a Attempt) error {
-	return s.update("confirm", name, func(r *Record) {
-		r.Confirmed, r.Pending, r.Failed = pushed(p), nil, nil
-		r.addAttempt(a)
-	})
+	return s.update("confirm", name, func(r *Record) { r.ApplyConfirm(p, a) })
 }
 
-// Fail records a failed push: Failed becomes p when p is not nil (a push
-// whose verification failed), Pending is cleared and a is appended to the
-// history. Confirmed is kept. A missing record is created.
+// Fail records a failed push (Record.ApplyFail). A missing record is
+// created.
 func (s *Store) Fail(name string, p *Pushed, a Attempt) error {
-	return s.update("fail", name, func(r *Record) {
-		if p != nil {
-			r.Failed = pushed(*p)
-		}
-		r.Pending = nil
-		r.addAttempt(a)
-	})
+	return s.update("fail", name, func(r *Record) { r.ApplyFail(p, a) })
 }
 
 // Note appends a to the history and changes nothing else: an unchanged
 // integration, or one that failed before its push. A missing record is
 // created.
 func (s *Store) Note(name string, a Attempt) error {
-	return s.update("note", name, func(r *Record) { r.addAttempt(a) })
+	return s.update("note", name, func(r *Record) { r.ApplyNote(a) })
 }
 
 // Forget deletes the record of an integration no longer in the
@@ -619,6 +636,38 @@ func decode(v []byte, r *Record) error {
 	}
 	return nil
 }
+
+// The Apply methods are how Begin, Confirm, Fail and Note change a record,
+// shared by the local Store and internal/ha's shared store. They set neither
+// Name nor Updated: the store does.
+
+// ApplyBegin sets ID, Provider and Pending: a push of p is starting.
+func (r *Record) ApplyBegin(id, provider string, p Pushed) {
+	r.ID, r.Provider = id, provider
+	r.Pending = pushed(p)
+}
+
+// ApplyConfirm records that Hood confirmed the push p and its verification
+// passed: Confirmed becomes p, Pending and Failed are cleared and a is
+// appended to the history.
+func (r *Record) ApplyConfirm(p Pushed, a Attempt) {
+	r.Confirmed, r.Pending, r.Failed = pushed(p), nil, nil
+	r.addAttempt(a)
+}
+
+// ApplyFail records a failed push: Failed becomes p when p is not nil (a
+// push whose verification failed), Pending is cleared and a is appended to
+// the history. Confirmed is kept.
+func (r *Record) ApplyFail(p *Pushed, a Attempt) {
+	if p != nil {
+		r.Failed = pushed(*p)
+	}
+	r.Pending = nil
+	r.addAttempt(a)
+}
+
+// ApplyNote appends a to the history, keeping the last MaxHistory attempts.
+func (r *Record) ApplyNote(a Attempt) { r.addAttempt(a) }
 
 // pushed returns a copy of p, for a record, with its time in UTC.
 func pushed(p Pushed) *Pushed {

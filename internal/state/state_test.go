@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -193,7 +194,7 @@ func TestReopenKeepsRecordsAndKey(t *testing.T) {
 	fp := s.Fingerprint("1161", "twilio_sms", settings)
 	macs := s.SettingMACs("1161", "twilio_sms", settings)
 	p := state.Pushed{Fingerprint: fp, SettingMACs: macs, VaultPath: "secret/twilio", VaultVersion: 4, At: t0}
-	if err := s.Begin("twilio", "1161", "twilio_sms", p); err != nil {
+	if err := s.Begin("twilio", "1161", "twilio_sms", 0, p); err != nil {
 		t.Fatalf("Begin: %v", err)
 	}
 	if err := s.Confirm("twilio", p, attempt("pushed")); err != nil {
@@ -253,7 +254,7 @@ func populate(t *testing.T, n int) string {
 	defer s.Close()
 	for i := range n {
 		name := fmt.Sprintf("integration-%04d", i)
-		if err := s.Begin(name, fmt.Sprint(1000+i), "twilio_sms", pushed(i%200)); err != nil {
+		if err := s.Begin(name, fmt.Sprint(1000+i), "twilio_sms", 0, pushed(i%200)); err != nil {
 			t.Fatalf("Begin: %v", err)
 		}
 		a := attempt("failed")
@@ -427,7 +428,7 @@ func TestRecordSemantics(t *testing.T) {
 	t.Parallel()
 	type step func(s *state.Store) error
 	begin := func(v int) step {
-		return func(s *state.Store) error { return s.Begin("twilio", "1161", "twilio_sms", pushed(v)) }
+		return func(s *state.Store) error { return s.Begin("twilio", "1161", "twilio_sms", 0, pushed(v)) }
 	}
 	confirm := func(v int) step {
 		return func(s *state.Store) error { return s.Confirm("twilio", pushed(v), attempt("pushed")) }
@@ -663,11 +664,11 @@ func TestNoValueInFile(t *testing.T) {
 		At:           t0,
 	}
 	steps := []func() error{
-		func() error { return s.Begin("twilio", "1161", "twilio_sms", p) },
+		func() error { return s.Begin("twilio", "1161", "twilio_sms", 0, p) },
 		func() error { return s.Confirm("twilio", p, attempt("pushed")) },
-		func() error { return s.Begin("twilio", "1161", "twilio_sms", p) },
+		func() error { return s.Begin("twilio", "1161", "twilio_sms", 0, p) },
 		func() error { return s.Fail("twilio", &p, attempt("failed")) },
-		func() error { return s.Begin("twilio", "1161", "twilio_sms", p) },
+		func() error { return s.Begin("twilio", "1161", "twilio_sms", 0, p) },
 	}
 	for i, step := range steps {
 		if err := step(); err != nil {
@@ -719,7 +720,7 @@ func TestConcurrentWriters(t *testing.T) {
 				a := attempt("pushed")
 				a.TraceID = fmt.Sprintf("g%d", g)
 				for _, err := range []error{
-					s.Begin(name, "1", "p", p),
+					s.Begin(name, "1", "p", 0, p),
 					s.Confirm(name, p, a),
 				} {
 					if err != nil {
@@ -756,5 +757,65 @@ func TestConcurrentWriters(t *testing.T) {
 		if r.Confirmed == nil || r.Pending != nil {
 			t.Errorf("%s: got confirmed %v, pending %v; want a confirmed push and none pending", name, r.Confirmed, r.Pending)
 		}
+	}
+}
+
+func TestWithKeyFunctionsMatchTheStore(t *testing.T) {
+	t.Parallel()
+	path := newFile(t)
+	s := open(t, path)
+	settings := map[string]string{"account_sid": "AC1", "auth_token": sentinel}
+	fp := s.Fingerprint("1161", "twilio_sms", settings)
+	macs := s.SettingMACs("1161", "twilio_sms", settings)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key []byte
+	err = db.View(func(tx *bolt.Tx) error {
+		key = slices.Clone(tx.Bucket([]byte("meta")).Get([]byte("hmac_key")))
+		return nil
+	})
+	_ = db.Close()
+	if err != nil || len(key) != state.KeySize {
+		t.Fatalf("read the key: got %d bytes, %v; want %d", len(key), err, state.KeySize)
+	}
+	if got := state.FingerprintWithKey(key, "1161", "twilio_sms", settings); !bytes.Equal(got, fp) {
+		t.Errorf("FingerprintWithKey: got %x, want the Store's %x", got, fp)
+	}
+	if got := state.SettingMACsWithKey(key, "1161", "twilio_sms", settings); !reflect.DeepEqual(got, macs) {
+		t.Errorf("SettingMACsWithKey: got %x, want the Store's %x", got, macs)
+	}
+	other := make([]byte, state.KeySize)
+	if got := state.FingerprintWithKey(other, "1161", "twilio_sms", settings); bytes.Equal(got, fp) {
+		t.Errorf("FingerprintWithKey under another key: got the same fingerprint")
+	}
+}
+
+func TestTransientFieldsAreNotPersisted(t *testing.T) {
+	t.Parallel()
+	r := state.Record{Name: "twilio", Revision: 7, HeldBy: "web-1#0011aabb", HeldUntil: t0}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"Revision", "revision", "web-1", "HeldUntil", "held"} {
+		if strings.Contains(string(b), bad) {
+			t.Errorf("encoded record %s holds %q", b, bad)
+		}
+	}
+	s := open(t, "")
+	if err := s.Begin("twilio", "1161", "twilio_sms", 42, pushed(3)); err != nil {
+		t.Fatalf("Begin with a revision: %v", err)
+	}
+	got, ok, err := s.Get("twilio")
+	if err != nil || !ok {
+		t.Fatalf("Get: got ok=%v err=%v", ok, err)
+	}
+	if got.Revision != 0 || got.HeldBy != "" || !got.HeldUntil.IsZero() {
+		t.Errorf("local record: got Revision %d HeldBy %q HeldUntil %v, want zero values", got.Revision, got.HeldBy, got.HeldUntil)
 	}
 }
