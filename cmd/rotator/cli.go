@@ -16,6 +16,7 @@ import (
 
 	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/ha"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/state"
@@ -266,12 +267,22 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
 		return exitInvalid
 	}
-	st, err := state.Open(cfg.State.Path)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
-		return exitFailed
+	var st rotate.State
+	if cfg.HA.Enabled() {
+		// ha.mode vault: the records (and leases) other rotators share.
+		if st, err = ha.FromConfig(cfg.HA, vc, log); err != nil {
+			fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+			return exitInvalid
+		}
+	} else {
+		local, err := state.Open(cfg.State.Path)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+			return exitFailed
+		}
+		defer local.Close()
+		st = local
 	}
-	defer st.Close()
 	al, err := audit.Open(cfg.Audit.Path)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)

@@ -527,6 +527,11 @@ func TestRunVaultOutageAndRecovery(t *testing.T) {
 	f.put("secret", "tg", map[string]any{"auth_token": sentinel + "-v2", "chat_id": "1"})
 	eventually(t, 30*time.Second, "a scheduled pass pushed the new version after Vault came back", func() bool { return f.patchCount("951") == 2 })
 	eventually(t, 10*time.Second, "/readyz 200 again", func() bool { code, _ := d.call("GET", "/readyz", ""); return code == 200 })
+	// The PATCH is answered before its pass ends (read-back, state, report):
+	// the gauge follows when the pass is recorded.
+	eventually(t, 10*time.Second, "consecutive failures back to 0 after recovery", func() bool {
+		return d.metric("rotator_consecutive_failures", map[string]string{"integration": "vo"}) == 0
+	})
 	if got := d.metric("rotator_consecutive_failures", map[string]string{"integration": "vo"}); got != 0 {
 		t.Errorf("consecutive failures after recovery: got %v, want 0", got)
 	}

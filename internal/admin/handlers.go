@@ -31,14 +31,17 @@ type Service interface {
 
 // IntegrationStatus is one integration's entry in GET /v1/status.
 type IntegrationStatus struct {
-	Name                string     `json:"name"`
-	ID                  string     `json:"id"`
-	Provider            string     `json:"provider"`
-	VaultVersion        int        `json:"vault_version"`
-	LastAttempt         *time.Time `json:"last_attempt"`
-	LastSuccess         *time.Time `json:"last_success"`
-	LastResult          string     `json:"last_result"`
-	LastError           string     `json:"last_error"`
+	Name         string     `json:"name"`
+	ID           string     `json:"id"`
+	Provider     string     `json:"provider"`
+	VaultVersion int        `json:"vault_version"`
+	LastAttempt  *time.Time `json:"last_attempt"`
+	LastSuccess  *time.Time `json:"last_success"`
+	LastResult   string     `json:"last_result"`
+	LastError    string     `json:"last_error"`
+	// LastReason says why the last pass left it unchanged, e.g. "held by
+	// web-2#3f9a2c10 until ..." with ha.mode vault (addition to CONTRACT.md).
+	LastReason          string     `json:"last_reason,omitempty"`
 	TraceID             string     `json:"trace_id,omitempty"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`
 	NextRun             *time.Time `json:"next_run"`

@@ -27,6 +27,18 @@ const (
 	MetricBuildInfo            = "rotator_build_info"
 )
 
+// Metric names of watch mode (docs/ha.md), additions to CONTRACT.md.
+const (
+	MetricWatchPollsTotal   = "rotator_watch_polls_total"
+	MetricWatchChangesTotal = "rotator_watch_changes_total"
+)
+
+// The result label values of rotator_watch_polls_total.
+const (
+	watchPollOK    = "ok"
+	watchPollError = "error"
+)
+
 const (
 	labelIntegration = "integration"
 	labelProv        = "provider"
@@ -61,6 +73,8 @@ type Metrics struct {
 	vaultRequests       *prometheus.CounterVec
 	vaultAuthenticated  prometheus.Gauge
 	buildInfo           *prometheus.GaugeVec
+	watchPolls          *prometheus.CounterVec
+	watchChanges        prometheus.Counter
 
 	mu sync.Mutex // serialises ObservePass and Retain over the per-integration series
 	// series: integration name -> providers it has per-integration series for.
@@ -119,17 +133,29 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Name: MetricBuildInfo,
 			Help: "Always 1; the labels say which rotator build is running.",
 		}, []string{"version", "goversion"}),
+		watchPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricWatchPollsTotal,
+			Help: "Watch mode: KV v2 metadata reads of watched Vault paths, by result (ok, error).",
+		}, []string{"result"}),
+		watchChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricWatchChangesTotal,
+			Help: "Watch mode: watched Vault paths seen changed (each one a reason for a watch pass).",
+		}),
 		series: make(map[string]map[string]struct{}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.rotations, m.lastSuccess, m.consecutiveFailures, m.secretVersion, m.passDuration,
 		m.hoodRequests, m.hoodDuration, m.vaultRequests, m.vaultAuthenticated, m.buildInfo,
+		m.watchPolls, m.watchChanges,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("admin: register metrics: %w", err)
 		}
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	// Both results from the start, so that rate() works from the first scrape.
+	m.watchPolls.WithLabelValues(watchPollOK)
+	m.watchPolls.WithLabelValues(watchPollError)
 	return m, nil
 }
 
@@ -223,6 +249,28 @@ func (m *Metrics) ObserveVault(operation, result string) {
 		return
 	}
 	m.vaultRequests.WithLabelValues(operation, result).Inc()
+}
+
+// ObserveWatchPoll counts one metadata read of a watched Vault path in
+// rotator_watch_polls_total{result="ok"|"error"}.
+func (m *Metrics) ObserveWatchPoll(ok bool) {
+	if m == nil {
+		return
+	}
+	r := watchPollOK
+	if !ok {
+		r = watchPollError
+	}
+	m.watchPolls.WithLabelValues(r).Inc()
+}
+
+// ObserveWatchChange counts one watched Vault path seen changed in
+// rotator_watch_changes_total.
+func (m *Metrics) ObserveWatchChange() {
+	if m == nil {
+		return
+	}
+	m.watchChanges.Inc()
 }
 
 // SetVaultAuthenticated sets rotator_vault_authenticated to 1 or 0.

@@ -127,6 +127,9 @@ var contract = map[string]struct {
 	"rotator_vault_requests_total":           {"COUNTER", []string{"operation", "result"}},
 	"rotator_vault_authenticated":            {"GAUGE", nil},
 	"rotator_build_info":                     {"GAUGE", []string{"goversion", "version"}},
+	// Watch mode (docs/ha.md).
+	"rotator_watch_polls_total":   {"COUNTER", []string{"result"}},
+	"rotator_watch_changes_total": {"COUNTER", nil},
 }
 
 // exercise gives every metric at least one series.
@@ -137,6 +140,9 @@ func exercise(m *admin.Metrics) {
 	m.ObserveHood("GET", 0, time.Second)
 	m.ObserveVault("read", "ok")
 	m.SetVaultAuthenticated(true)
+	m.ObserveWatchPoll(true)
+	m.ObserveWatchPoll(false)
+	m.ObserveWatchChange()
 }
 
 func TestMetricsContract(t *testing.T) {

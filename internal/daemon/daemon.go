@@ -60,6 +60,7 @@ type world struct {
 	cfg    *config.Config
 	vault  *vault.Client
 	engine *rotate.Engine
+	state  rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
 }
 
 // Daemon is a running `rotator run`.
@@ -68,7 +69,8 @@ type Daemon struct {
 	log     *slog.Logger
 	metrics *admin.Metrics
 	reload  *reloadMetrics
-	state   *state.Store
+	local   *state.Store // the state file; nil with ha.mode vault
+	haMode  string       // ha.mode at start-up: a reload cannot change it
 	audit   *audit.Log
 	status  *statusBook
 	srv     *admin.Server
@@ -77,7 +79,13 @@ type Daemon struct {
 	cur   *world
 	force chan *forced
 	ticks chan []string
-	quit  chan struct{} // closed when the loop stops taking requests
+	// watchTicks carries the integrations whose watched Vault path changed
+	// (watch mode) from the session's watcher to the loop.
+	watchTicks chan []string
+	// watched is what the watchers saw, kept across reloads; used by one
+	// session's watcher at a time (see watchMemory).
+	watched *watchMemory
+	quit    chan struct{} // closed when the loop stops taking requests
 }
 
 // Run runs the daemon until ctx ends, then shuts down gracefully and
@@ -103,12 +111,14 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Version = "dev"
 	}
 	d := &Daemon{
-		opts:   opts,
-		log:    opts.Logger,
-		status: newStatusBook(),
-		force:  make(chan *forced),
-		ticks:  make(chan []string),
-		quit:   make(chan struct{}),
+		opts:       opts,
+		log:        opts.Logger,
+		status:     newStatusBook(),
+		force:      make(chan *forced),
+		ticks:      make(chan []string),
+		watchTicks: make(chan []string),
+		watched:    newWatchMemory(),
+		quit:       make(chan struct{}),
 	}
 	cfg, err := config.LoadAndValidate(opts.ConfigPath, opts.Getenv)
 	if err != nil {
@@ -120,10 +130,16 @@ func Run(ctx context.Context, opts Options) error {
 	if d.reload, err = newReloadMetrics(opts.Registry); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	if d.state, err = state.Open(cfg.State.Path); err != nil {
-		return fmt.Errorf("open state: %w", err)
+	d.haMode = cfg.HA.Mode
+	if cfg.HA.Enabled() {
+		d.log.Info("ha.mode vault: state and leases are shared through Vault; state.path is not used",
+			"mount", cfg.HA.Mount, "path", cfg.HA.Path)
+	} else {
+		if d.local, err = state.Open(cfg.State.Path); err != nil {
+			return fmt.Errorf("open state: %w", err)
+		}
+		defer d.local.Close()
 	}
-	defer d.state.Close()
 	if d.audit, err = audit.Open(cfg.Audit.Path); err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
@@ -175,8 +191,14 @@ func (d *Daemon) build(cfg *config.Config) (*world, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hood: %w", err)
 	}
-	eng := rotate.New(cfg, rotate.Options{Vault: vc, Hood: hc, State: d.state, Audit: d.audit, Getenv: d.opts.Getenv, Logger: d.log})
-	return &world{cfg: cfg, vault: vc, engine: eng}, nil
+	var st rotate.State = d.local
+	if cfg.HA.Enabled() {
+		if st, err = sharedState(cfg.HA, vc, d.log); err != nil {
+			return nil, fmt.Errorf("ha: %w", err)
+		}
+	}
+	eng := rotate.New(cfg, rotate.Options{Vault: vc, Hood: hc, State: st, Audit: d.audit, Getenv: d.opts.Getenv, Logger: d.log})
+	return &world{cfg: cfg, vault: vc, engine: eng, state: st}, nil
 }
 
 // readAdminToken reads admin.token_file; no file means no token (403).

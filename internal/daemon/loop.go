@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -56,7 +57,8 @@ type running struct {
 	done    chan passResult
 }
 
-// session is the per-configuration machinery: schedules and Vault upkeep.
+// session is the per-configuration machinery: schedules, Vault upkeep and
+// the watcher (watch mode). close waits for all of its goroutines.
 type session struct {
 	sched  *scheduler
 	cancel context.CancelFunc
@@ -76,8 +78,12 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 		run     *running
 		pending []*group
 		due     = map[string]bool{}
-		startup = true
-		reload  bool
+		// watchDue are the integrations whose Vault path changed (watch
+		// mode): unlike schedule ticks, never dropped while a pass runs
+		// (that pass may have read the secret before the change).
+		watchDue = map[string]bool{}
+		startup  = true
+		reload   bool
 	)
 	for {
 		if run == nil {
@@ -100,9 +106,17 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 			case len(due) > 0:
 				names := known(w.cfg, due)
 				due = map[string]bool{}
-				if len(names) > 0 {
-					run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerSchedule, Only: names}, "")
+				if len(names) == 0 {
+					continue // nothing left to run: look at what else is due
 				}
+				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerSchedule, Only: names}, "")
+			case len(watchDue) > 0:
+				names := known(w.cfg, watchDue)
+				watchDue = map[string]bool{}
+				if len(names) == 0 {
+					continue
+				}
+				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerWatch, Only: names}, "")
 			}
 		}
 		var done chan passResult
@@ -131,6 +145,10 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 					continue // being handled right now: a tick is not doubled
 				}
 				due[n] = true
+			}
+		case names := <-d.watchTicks:
+			for _, n := range names {
+				watchDue[n] = true
 			}
 		case <-d.opts.Reload:
 			reload = true
@@ -183,8 +201,9 @@ func (d *Daemon) finish(r *running, res passResult) {
 	}
 }
 
-// install puts a configuration in force: schedules, Vault upkeep, status
-// and metric series. The previous session, if any, is closed first.
+// install puts a configuration in force: schedules, Vault upkeep, the
+// watcher, status and metric series. The previous session, if any, is
+// closed first.
 func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 	if old != nil {
 		old.close()
@@ -210,16 +229,15 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 		providers[in.Name] = in.Provider
 	}
 	d.metrics.Retain(providers)
+	saved := d.savedRecords(w)
 	d.status.configure(w.cfg.Integrations, sched.next, func(name string) (state.Record, bool) {
-		rec, ok, err := d.state.Get(name)
-		if err != nil {
-			d.log.Warn("cannot read the state of an integration", "integration", name, "error", err.Error())
-		}
-		return rec, ok && err == nil
+		rec, ok := saved[name]
+		return rec, ok
 	})
 	for _, st := range d.status.list() {
 		d.metrics.Seed(st)
 	}
+	d.startWatcher(sctx, w, s, old == nil) // at start-up, after its baseline
 	sched.start()
 	return s
 }
@@ -229,6 +247,9 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 	log := d.log.With("config", d.opts.ConfigPath)
 	cfg, err := config.LoadAndValidate(d.opts.ConfigPath, d.opts.Getenv)
+	if err == nil && cfg.HA.Mode != d.haMode {
+		err = fmt.Errorf("ha.mode changed from %q to %q: restart rotator to change it", d.haMode, cfg.HA.Mode)
+	}
 	if err != nil {
 		d.reload.failed()
 		var ve *config.ValidationError

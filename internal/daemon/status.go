@@ -75,7 +75,7 @@ func (b *statusBook) record(rep rotate.Report) {
 		}
 		at := o.Started
 		st.LastAttempt = &at
-		st.LastResult = string(o.Result)
+		st.LastResult, st.LastReason = string(o.Result), o.Reason
 		if o.VaultVersion > 0 {
 			st.VaultVersion = o.VaultVersion
 		}
