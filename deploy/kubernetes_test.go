@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ocamba-rotator/rotator/internal/config"
 )
 
 const k8sDir = "deploy/kubernetes/"
@@ -57,6 +61,65 @@ func findManifest(t *testing.T, ms []manifest, kind string) manifest {
 		t.Fatalf("%s: want exactly one %s, got %d", k8sDir, kind, len(found))
 	}
 	return found[0]
+}
+
+// samplePodName is a name that the Deployment's ReplicaSet could give one of
+// its Pods: <deployment>-<pod-template-hash>-<5 random characters>.
+func samplePodName(dep manifest, random string) string {
+	return dep.name() + "-5d8f9c7b4-" + random
+}
+
+// rotatorEnv is the environment of the rotator container of the Deployment
+// in a Pod named podName: its env entries, with the downward API's
+// metadata.name and metadata.namespace resolved. Any other source of a
+// variable fails the test: the checks would not know its value.
+func rotatorEnv(t *testing.T, container map[string]any, podName string) func(string) string {
+	t.Helper()
+	vars := map[string]string{}
+	for _, e := range list(container, "env") {
+		name := str(e, "name")
+		switch field := str(e, "valueFrom", "fieldRef", "fieldPath"); {
+		case dig(e, "value") != nil:
+			vars[name] = fmt.Sprint(dig(e, "value"))
+		case field == "metadata.name":
+			vars[name] = podName
+		case field == "metadata.namespace":
+			vars[name] = "default"
+		default:
+			t.Fatalf("container rotator: env %s: a source these checks cannot resolve: %v", name, e)
+		}
+	}
+	return env(vars)
+}
+
+// rotatorContainer is the rotator container of the Deployment.
+func rotatorContainer(t *testing.T, dep manifest) map[string]any {
+	t.Helper()
+	for _, c := range list(dep.doc, "spec", "template", "spec", "containers") {
+		if str(c, "name") == "rotator" {
+			return c.(map[string]any)
+		}
+	}
+	t.Fatal("Deployment: no container named rotator")
+	return nil
+}
+
+// k8sConfigIn is the configuration of the ConfigMap as the rotator sidecar
+// of a Pod named podName loads it (${VAR} expanded from the container's
+// environment), validated.
+func k8sConfigIn(t *testing.T, podName string) *config.Config {
+	t.Helper()
+	ms := k8sManifests(t)
+	dep := findManifest(t, ms, "Deployment")
+	cm := findManifest(t, ms, "ConfigMap")
+	return parseConfig(t, "ConfigMap "+cm.name()+" in Pod "+podName, []byte(str(cm.doc, "data", "config.yaml")),
+		rotatorEnv(t, rotatorContainer(t, dep), podName))
+}
+
+// k8sConfig is k8sConfigIn of a typical Pod name.
+func k8sConfig(t *testing.T) *config.Config {
+	t.Helper()
+	return k8sConfigIn(t, samplePodName(findManifest(t, k8sManifests(t), "Deployment"), "x2x9z"))
 }
 
 func TestKubernetesManifestsWellFormed(t *testing.T) {
@@ -248,7 +311,7 @@ func TestKubernetesSidecar(t *testing.T) {
 	if data == "" {
 		t.Fatalf("ConfigMap %s has no key %q (the file %s)", cm.name(), key, cfgPath)
 	}
-	cfg := parseConfig(t, "ConfigMap "+cm.name()+" "+key, []byte(data), env(nil))
+	cfg := parseConfig(t, "ConfigMap "+cm.name()+" "+key, []byte(data), rotatorEnv(t, rc, samplePodName(dep, "x2x9z")))
 
 	// Vault: Kubernetes auth, with the projected token for the audience the
 	// docs bind the Vault role to.
@@ -282,7 +345,12 @@ func TestKubernetesSidecar(t *testing.T) {
 	}
 
 	// State and audit log: on an emptyDir (the root file system is read-only).
-	for what, file := range map[string]string{"state.path": cfg.State.Path, "audit.path": cfg.Audit.Path} {
+	// With ha.mode vault the state is in Vault, and state.path is not used.
+	files := map[string]string{"state.path": cfg.State.Path, "audit.path": cfg.Audit.Path}
+	if cfg.HA.Enabled() {
+		delete(files, "state.path")
+	}
+	for what, file := range files {
 		if file == "" {
 			continue
 		}
@@ -344,5 +412,74 @@ func TestKubernetesSidecar(t *testing.T) {
 	// The Vault role of the docs is bound to this service account.
 	if docs := docsOperations(t); !strings.Contains(docs, "bound_service_account_names="+sa.name()) {
 		t.Errorf("docs/operations.md: the Vault Kubernetes role is not bound to the service account %s", sa.name())
+	}
+}
+
+// TestKubernetesHA: the sidecars of the Deployment's replicas share their
+// state and a lease per integration through Vault (ha.mode vault,
+// docs/ha.md): more than one replica, an identity per Pod from the downward
+// API, no state.path (not used in this mode) and no volume left that nothing
+// writes to.
+func TestKubernetesHA(t *testing.T) {
+	ms := k8sManifests(t)
+	dep := findManifest(t, ms, "Deployment")
+	cm := findManifest(t, ms, "ConfigMap")
+	rc := rotatorContainer(t, dep)
+	cfg := k8sConfig(t)
+	if !cfg.HA.Enabled() {
+		t.Fatalf("ConfigMap: ha.mode %q, want vault: every replica runs a sidecar, and they must share their state", cfg.HA.Mode)
+	}
+	replicas, ok := dig(dep.doc, "spec", "replicas").(int)
+	if !ok {
+		replicas = 1 // the API's default
+	}
+	if replicas < 2 {
+		t.Errorf("Deployment: replicas %d: with ha.mode vault the example should show several sidecars (docs/ha.md: 3)", replicas)
+	}
+
+	// One identity per Pod, from its name: the holder that the other
+	// sidecars report. Any name a ReplicaSet gives a Pod (at most 63
+	// characters: generateName keeps 58 of the base, plus 5 random ones)
+	// is a valid ha.identity.
+	a, b := samplePodName(dep, "x2x9z"), samplePodName(dep, "7kq4m")
+	ida, idb := k8sConfigIn(t, a).HA.Identity, k8sConfigIn(t, b).HA.Identity
+	if ida != a || idb != b {
+		t.Errorf("ha.identity in Pods %s and %s: %q and %q, want the Pod names (${POD_NAME} from metadata.name)", a, b, ida, idb)
+	}
+	longest := strings.Repeat("a-1", 21)
+	if id := k8sConfigIn(t, longest).HA.Identity; id != longest {
+		t.Errorf("ha.identity in a Pod named %s: %q", longest, id)
+	}
+
+	// state.path is ignored with ha.mode vault: the example does not set it.
+	var raw map[string]any
+	if err := yaml.Unmarshal([]byte(str(cm.doc, "data", "config.yaml")), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := raw["state"]; ok {
+		t.Error("ConfigMap: sets state, which ha.mode vault does not use; leave it out")
+	}
+
+	// Every emptyDir of the sidecar holds a file the configuration writes.
+	volumes := map[string]map[string]any{}
+	for _, v := range list(dep.doc, "spec", "template", "spec", "volumes") {
+		volumes[str(v, "name")] = v.(map[string]any)
+	}
+	files := []string{cfg.Audit.Path}
+	if !cfg.HA.Enabled() {
+		files = append(files, cfg.State.Path)
+	}
+	for _, vm := range list(rc, "volumeMounts") {
+		if _, ok := volumes[str(vm, "name")]["emptyDir"]; !ok {
+			continue
+		}
+		mp := strings.TrimSuffix(str(vm, "mountPath"), "/") + "/"
+		used := false
+		for _, f := range files {
+			used = used || f != "" && strings.HasPrefix(f, mp)
+		}
+		if !used {
+			t.Errorf("container rotator: the emptyDir %s at %s holds no file of the configuration", str(vm, "name"), mp)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,10 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/ha"
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
+	"github.com/ocamba-rotator/rotator/internal/state"
+	"github.com/ocamba-rotator/rotator/internal/vault"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 
@@ -23,14 +28,23 @@ import (
 // Vault Kubernetes role in docs/operations.md.
 const vaultAudience = "vault"
 
-const policyFile = "deploy/vault/rotator-policy.hcl"
+const (
+	policyFile   = "deploy/vault/rotator-policy.hcl"
+	haPolicyFile = "deploy/vault/rotator-ha-policy.hcl"
+)
 
 var policyBlockRE = regexp.MustCompile(`(?s)path\s+"([^"]+)"\s*\{\s*capabilities\s*=\s*\[([^\]]*)\]\s*\}`)
 
 // policy parses the policy file: path -> capabilities.
 func policy(t *testing.T) map[string][]string {
 	t.Helper()
-	src := string(readFile(t, policyFile))
+	return policyOf(t, policyFile)
+}
+
+// policyOf parses a policy file of deploy/vault: path -> capabilities.
+func policyOf(t *testing.T, file string) map[string][]string {
+	t.Helper()
+	src := string(readFile(t, file))
 	var uncommented []string
 	for _, l := range strings.Split(src, "\n") {
 		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
@@ -49,7 +63,7 @@ func policy(t *testing.T) map[string][]string {
 		out[m[1]] = caps
 	}
 	if rest := strings.TrimSpace(policyBlockRE.ReplaceAllString(body, "")); rest != "" {
-		t.Fatalf("%s: cannot read %q", policyFile, rest)
+		t.Fatalf("%s: cannot read %q", file, rest)
 	}
 	return out
 }
@@ -77,9 +91,7 @@ func exampleConfigs(t *testing.T) map[string]*config.Config {
 	sys := parseConfig(t, "deploy/systemd/config.yaml", readFile(t, "deploy/systemd/config.yaml"), env(map[string]string{
 		"CREDENTIALS_DIRECTORY": "/run/credentials/rotator.service", "STATE_DIRECTORY": stateDirValue, "LOGS_DIRECTORY": logsDirValue,
 	}))
-	cm := findManifest(t, k8sManifests(t), "ConfigMap")
-	k8s := parseConfig(t, "ConfigMap", []byte(str(cm.doc, "data", "config.yaml")), env(nil))
-	return map[string]*config.Config{"deploy/systemd/config.yaml": sys, k8sDir + "configmap.yaml": k8s}
+	return map[string]*config.Config{"deploy/systemd/config.yaml": sys, k8sDir + "configmap.yaml": k8sConfig(t)}
 }
 
 // TestVaultPolicyLeastPrivilege: the policy grants read on exactly the
@@ -118,12 +130,185 @@ func TestVaultPolicyLeastPrivilege(t *testing.T) {
 	}
 }
 
+// haNeeds returns what ha.mode vault and watch mode of cfg need of Vault
+// beyond reading the secrets (docs/ha.md, "Policy"): path -> capabilities.
+func haNeeds(cfg *config.Config) map[string][]string {
+	out := map[string][]string{}
+	if cfg.HA.Enabled() {
+		out[strings.Trim(cfg.HA.Mount, "/")+"/data/"+strings.Trim(cfg.HA.Path, "/")+"/*"] = []string{"create", "read", "update"}
+	}
+	if cfg.Watch.Interval > 0 {
+		for _, src := range watchedSources(cfg) {
+			out[src.Mount+"/metadata/"+src.Path] = []string{"read"}
+		}
+	}
+	return out
+}
+
+// watchedSources are the distinct KV v2 sources of cfg's integrations, which
+// watch mode polls (mount and path without surrounding slashes).
+func watchedSources(cfg *config.Config) []config.Source {
+	var out []config.Source
+	seen := map[string]bool{}
+	for _, in := range cfg.Integrations {
+		if in.Source.KVVersion != 2 || seen[in.Source.Key()] {
+			continue
+		}
+		seen[in.Source.Key()] = true
+		out = append(out, config.Source{Mount: strings.Trim(in.Source.Mount, "/"), Path: strings.Trim(in.Source.Path, "/"), KVVersion: 2})
+	}
+	return out
+}
+
+// TestVaultHAPolicyLeastPrivilege: the HA policy grants exactly what ha.mode
+// vault and watch mode of the example configurations need: create, read
+// and update on the records under ha.path, read on the metadata of each
+// watched KV v2 source; nothing more (no delete, no list, no other path).
+func TestVaultHAPolicyLeastPrivilege(t *testing.T) {
+	pol := policyOf(t, haPolicyFile)
+	need := map[string][]string{}
+	for name, cfg := range exampleConfigs(t) {
+		for p, caps := range haNeeds(cfg) {
+			if prev, ok := need[p]; ok && !slices.Equal(prev, caps) {
+				t.Fatalf("%s needs %v on %s, another example configuration %v", name, caps, p, prev)
+			}
+			need[p] = caps
+		}
+	}
+	if len(need) == 0 {
+		t.Fatalf("no example configuration sets ha.mode vault or watch: %s is for nothing", haPolicyFile)
+	}
+	for p, want := range need {
+		got := slices.Sorted(slices.Values(pol[p]))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %s capabilities %v, want %v", haPolicyFile, p, pol[p], want)
+		}
+	}
+	for p, caps := range pol {
+		if _, ok := need[p]; !ok {
+			t.Errorf("%s: path %q (%v) is needed by neither example configuration", haPolicyFile, p, caps)
+		}
+	}
+	// The base policy stays read-only: nothing of HA creeps into it.
+	for p := range policy(t) {
+		if _, ok := need[p]; ok {
+			t.Errorf("%s grants %s, which belongs in %s only", policyFile, p, haPolicyFile)
+		}
+	}
+}
+
+// checkHAOnVault runs the shared store of cfg (ha.FromConfig) and watch
+// mode's metadata reads on srv with a token holding exactly policies, and
+// checks that the same token may do nothing more with the records, the
+// metadata or other paths.
+func checkHAOnVault(t *testing.T, ctx context.Context, srv *vaulttest.Server, cfg *config.Config, policies []string) {
+	t.Helper()
+	token, err := srv.CreateTokenWith(ctx, &api.TokenCreateRequest{Policies: policies, NoDefaultPolicy: true, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vc, err := vault.New(config.Vault{Address: srv.Addr, Auth: config.VaultAuth{Method: "token", TokenFile: tokenFile}}, vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.Login(ctx); err != nil {
+		t.Fatalf("login with a token of policies %v: %v", policies, err)
+	}
+	st, err := ha.FromConfig(cfg.HA, vc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// One push's round of the shared store: Get (with the HMAC key's
+	// creation), Begin, Fence, Confirm, then Get again.
+	in := cfg.Integrations[0]
+	rec, found, err := st.Get(in.Name)
+	if err != nil || found {
+		t.Fatalf("policies %v: Get %s: found %v, %v; want no record yet, no error", policies, in.Name, found, err)
+	}
+	now := time.Now().UTC()
+	pushed := state.Pushed{
+		Fingerprint: st.Fingerprint(in.ID, in.Provider, map[string]string{"setting": "value"}),
+		VaultPath:   in.Source.Mount + "/" + in.Source.Path, VaultVersion: 1, At: now,
+	}
+	if err := st.Begin(in.Name, in.ID, in.Provider, rec.Revision, pushed); err != nil {
+		t.Fatalf("policies %v: Begin %s: %v", policies, in.Name, err)
+	}
+	if err := st.Fence(in.Name); err != nil {
+		t.Fatalf("policies %v: Fence %s: %v", policies, in.Name, err)
+	}
+	if err := st.Confirm(in.Name, pushed, state.Attempt{At: now, Trigger: "cli", Result: "pushed", VaultVersion: 1}); err != nil {
+		t.Fatalf("policies %v: Confirm %s: %v", policies, in.Name, err)
+	}
+	rec, found, err = st.Get(in.Name)
+	if err != nil || !found || rec.Confirmed == nil || rec.HeldBy != "" {
+		t.Fatalf("policies %v: Get %s after Confirm: found %v, confirmed %v, held by %q, %v", policies, in.Name, found, rec.Confirmed != nil, rec.HeldBy, err)
+	}
+
+	// Watch mode: the metadata of every watched source.
+	for _, src := range watchedSources(cfg) {
+		if v, err := vc.CurrentVersion(ctx, src.Mount, src.Path); err != nil || v < 1 {
+			t.Errorf("policies %v: CurrentVersion %s/%s: %d, %v", policies, src.Mount, src.Path, v, err)
+		}
+	}
+
+	// Nothing more.
+	denied := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, vault.ErrPermissionDenied) {
+			t.Errorf("policies %v: %s: %v, want permission denied", policies, what, err)
+		}
+	}
+	mount, records := strings.Trim(cfg.HA.Mount, "/"), strings.Trim(cfg.HA.Path, "/")
+	doc := map[string]any{"holder": ""}
+	for _, p := range []string{records, records + "-other/x", "rotator/not-leases/x", in.Source.Path} {
+		_, err := vc.WriteDoc(ctx, mount, p, doc, 0)
+		denied("write "+mount+"/data/"+p, err)
+	}
+	for _, p := range []string{"ocamba/not-for-rotator", records + "/" + in.Name, "rotator/hood"} {
+		_, err := vc.CurrentVersion(ctx, mount, p)
+		denied("metadata "+mount+"/metadata/"+p, err)
+	}
+	raw, err := srv.ClientWithToken(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, f := range map[string]func() error{
+		"list the records": func() error {
+			_, err := raw.Logical().ListWithContext(ctx, mount+"/metadata/"+records)
+			return err
+		},
+		"delete a record": func() error {
+			_, err := raw.Logical().DeleteWithContext(ctx, mount+"/data/"+records+"/"+in.Name)
+			return err
+		},
+		"delete a record's metadata": func() error {
+			_, err := raw.Logical().DeleteWithContext(ctx, mount+"/metadata/"+records+"/"+in.Name)
+			return err
+		},
+		"destroy a record's version": func() error {
+			_, err := raw.Logical().WriteWithContext(ctx, mount+"/destroy/"+records+"/"+in.Name, map[string]any{"versions": []int{1}})
+			return err
+		},
+	} {
+		if err := f(); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("policies %v: %s: %v, want permission denied", policies, what, err)
+		}
+	}
+}
+
 // TestDocsVaultSetupAndPass runs the Vault set-up of docs/operations.md, as
 // written, against an OpenBao server, then `rotator once` with
 // deploy/systemd/config.yaml (Vault address, role id and Hood URL replaced)
 // against the Hood test server: the policy, the AppRole and the
 // configuration are enough for a real pass, and the role can read nothing
-// else.
+// else. The Kubernetes role's policies (rotator and rotator-ha) run the
+// shared store and the watch polls of the ConfigMap's configuration, and
+// allow nothing more (checkHAOnVault).
 func TestDocsVaultSetupAndPass(t *testing.T) {
 	srv := vaulttest.ForTest(t)
 	bao, err := vaulttest.BinPath()
@@ -191,10 +376,27 @@ func TestDocsVaultSetupAndPass(t *testing.T) {
 	if got := fmt.Sprint(role.Data["audience"]); got != vaultAudience {
 		t.Errorf("Kubernetes role audience %q, want %q", got, vaultAudience)
 	}
-	cm := findManifest(t, k8sManifests(t), "ConfigMap")
-	k8sCfg := parseConfig(t, "ConfigMap", []byte(str(cm.doc, "data", "config.yaml")), env(nil))
+	k8sCfg := k8sConfig(t)
 	if k8sCfg.Vault.Auth.Role != "rotator" || k8sCfg.Vault.Auth.Mount != "kubernetes" {
 		t.Errorf("ConfigMap: vault.auth role %q mount %q, want the documented role rotator at kubernetes", k8sCfg.Vault.Auth.Role, k8sCfg.Vault.Auth.Mount)
+	}
+
+	// The ConfigMap's ha and watch: the role carries the HA policy too, as
+	// written by the docs from deploy/vault/rotator-ha-policy.hcl, and a
+	// token of the role's policies runs the shared store and nothing more.
+	var rolePolicies []string
+	for _, p := range list(role.Data, "token_policies") {
+		rolePolicies = append(rolePolicies, fmt.Sprint(p))
+	}
+	if len(haNeeds(k8sCfg)) > 0 {
+		if !slices.Contains(rolePolicies, "rotator") || !slices.Contains(rolePolicies, "rotator-ha") {
+			t.Errorf("Kubernetes role token_policies %v, want rotator and rotator-ha (the ConfigMap sets ha.mode vault and watch)", rolePolicies)
+		}
+		written, err := srv.Client().Sys().GetPolicyWithContext(ctx, "rotator-ha")
+		if err != nil || strings.TrimSpace(written) != strings.TrimSpace(string(readFile(t, haPolicyFile))) {
+			t.Errorf("the documented commands did not write %s as the policy rotator-ha (%v)", haPolicyFile, err)
+		}
+		checkHAOnVault(t, ctx, srv, k8sCfg, rolePolicies)
 	}
 
 	roleID, err := os.ReadFile(filepath.Join(work, "role-id"))
