@@ -192,3 +192,52 @@ func (s *Store) LeaseDeadline(name string) (deadline time.Time, ok bool) {
 	}
 	return l.expires.Add(-s.ttl / 5), true
 }
+
+// suspectAttempts bounds MarkSuspect's check-and-set retries.
+const suspectAttempts = 5
+
+// MarkSuspect flags the integration's record as suspect (state.Record.Suspect):
+// a PATCH of this rotator went out although its lease was taken over (it was
+// paused or slow with the request on the wire), so it may have reached Hood
+// after another rotator's push of newer settings. The next pass of any
+// rotator then pushes even unchanged settings. The flag is written whoever
+// holds the lease, with check-and-set on a fresh read (retried a few times):
+// a holder in the middle of a push then loses its check-and-set, and its push
+// is made again too. The lease fields are written back as read.
+func (s *Store) MarkSuspect(name string) error {
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("ha: mark suspect: %w", err)
+	}
+	s.mu.Lock()
+	delete(s.leases, name) // whatever this store held is gone
+	s.mu.Unlock()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	for range suspectAttempts {
+		d, version, found, err := s.read(ctx, name)
+		if err != nil {
+			return fmt.Errorf("ha: mark integration %q suspect: %w", name, err)
+		}
+		if !found {
+			return nil // no confirmed push to doubt
+		}
+		holder, expires, err := d.lease()
+		if err != nil {
+			return fmt.Errorf("ha: mark integration %q suspect: the record at %s (version %d): %w", name, s.where(name), version, err)
+		}
+		rec := own(d.Record)
+		if rec.Suspect {
+			return nil
+		}
+		rec.Suspect = true
+		rec.Name, rec.Updated = name, s.now().UTC()
+		_, err = s.vault.WriteDoc(ctx, s.mount, s.recordPath(name), newDocument(holder, expires, rec), version)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, vault.ErrConflict) {
+			return fmt.Errorf("ha: mark integration %q suspect: write the record at %s: %w", name, s.where(name), err)
+		}
+	}
+	return fmt.Errorf("ha: mark integration %q suspect: the record at %s kept changing (%d check-and-set conflicts)", name, s.where(name), suspectAttempts)
+}

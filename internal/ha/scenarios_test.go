@@ -117,6 +117,70 @@ var scenarios = []struct {
 		}
 	}},
 
+	{"a late push marks the record suspect; the next push clears it", func(t *testing.T, e *env) {
+		a, b := e.store(t, "web-1"), e.store(t, "web-2")
+		pa := pushedOf(a, 1, e.clock.Now())
+		if err := e.seen(a.Begin("tg", id, provider, get(t, a, "tg").Revision, pa)); err != nil {
+			t.Fatalf("Begin: %v", err)
+		}
+		// a is paused with its PATCH on the wire; b takes over and pushes
+		// the newer version 2, which a's late PATCH then overwrites.
+		e.clock.advance(ttl + time.Second)
+		pb := pushedOf(b, 2, e.clock.Now())
+		if err := e.seen(b.Begin("tg", id, provider, get(t, b, "tg").Revision, pb)); err != nil {
+			t.Fatalf("takeover Begin: %v", err)
+		}
+		if err := e.seen(b.Confirm("tg", pb, attempt("pushed", e.clock.Now()))); err != nil {
+			t.Fatalf("Confirm of the new holder: %v", err)
+		}
+		wantNotHolder(t, "Fence of the late holder", e.seen(a.Fence("tg")))
+		if err := e.seen(a.MarkSuspect("tg")); err != nil {
+			t.Fatalf("MarkSuspect: %v", err)
+		}
+		d, v := e.doc(t, "tg")
+		if !d.Record.Suspect || d.Holder != "" || v != 4 || d.Record.Confirmed == nil || !bytes.Equal(d.Record.Confirmed.Fingerprint, pb.Fingerprint) {
+			t.Fatalf("after MarkSuspect: got suspect %v holder %q version %d, want suspect, no holder, version 4, version 2 still confirmed", d.Record.Suspect, d.Holder, v)
+		}
+		if err := e.seen(a.MarkSuspect("tg")); err != nil || e.version(t, "tg") != 4 {
+			t.Errorf("a second MarkSuspect: got %v and version %d, want no error and no write", err, e.version(t, "tg"))
+		}
+		rb := get(t, b, "tg")
+		if !rb.Suspect {
+			t.Fatal("Get: the record is not suspect")
+		}
+		if err := e.seen(b.Begin("tg", id, provider, rb.Revision, pb)); err != nil {
+			t.Fatalf("repair Begin: %v", err)
+		}
+		if err := e.seen(b.Confirm("tg", pb, attempt("pushed", e.clock.Now()))); err != nil {
+			t.Fatalf("repair Confirm: %v", err)
+		}
+		if d, _ := e.doc(t, "tg"); d.Record.Suspect {
+			t.Error("after the repair push: the record is still suspect")
+		}
+	}},
+
+	{"MarkSuspect breaks a live holder's check-and-set", func(t *testing.T, e *env) {
+		a, b := e.store(t, "web-1"), e.store(t, "web-2")
+		pa := pushedOf(a, 1, e.clock.Now())
+		if err := e.seen(a.Begin("tg", id, provider, get(t, a, "tg").Revision, pa)); err != nil {
+			t.Fatalf("Begin: %v", err)
+		}
+		if err := e.seen(a.Confirm("tg", pa, attempt("pushed", e.clock.Now()))); err != nil {
+			t.Fatalf("Confirm: %v", err)
+		}
+		pb := pushedOf(b, 2, e.clock.Now())
+		if err := e.seen(b.Begin("tg", id, provider, get(t, b, "tg").Revision, pb)); err != nil {
+			t.Fatalf("Begin of b: %v", err)
+		}
+		if err := e.seen(a.MarkSuspect("tg")); err != nil {
+			t.Fatalf("MarkSuspect: %v", err)
+		}
+		if d, _ := e.doc(t, "tg"); !d.Record.Suspect || d.Holder != b.Identity() {
+			t.Fatalf("after MarkSuspect: got suspect %v holder %q, want suspect and b's lease kept", d.Record.Suspect, d.Holder)
+		}
+		wantNotHolder(t, "Confirm of the holder after MarkSuspect", e.seen(b.Confirm("tg", pb, attempt("pushed", e.clock.Now()))))
+	}},
+
 	{"Fence extends the lease; a rollback's Confirm and Fail follow", func(t *testing.T, e *env) {
 		a, b := e.store(t, "web-1"), e.store(t, "web-2")
 		good, bad := pushedOf(a, 1, e.clock.Now()), pushedOf(a, 2, e.clock.Now())

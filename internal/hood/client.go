@@ -41,6 +41,11 @@ const maxBodyBytes = 64 << 10
 // larger than the client reads (64 KiB).
 var ErrBodyTooLarge = errors.New("response body too large")
 
+// ErrNotSent marks the error of a request that never left: its context
+// ended while it waited for the rate limiter before its first attempt. Hood
+// cannot have seen it.
+var ErrNotSent = errors.New("request not sent")
+
 // Options configures a Client. Zero values take the defaults named in each
 // field's comment; negative values are errors.
 type Options struct {
@@ -367,6 +372,9 @@ func (c *Client) giveUp(method, id string, attempts int, last error) error {
 // an attempt failed before, that failure too.
 func (c *Client) stopped(method, id string, attempts int, doing string, ctxErr, last error) error {
 	if last == nil {
+		if attempts == 0 {
+			return fmt.Errorf("%s integration %s: %s: %w (%w)", method, id, doing, ctxErr, ErrNotSent)
+		}
 		return fmt.Errorf("%s integration %s: %s: %w", method, id, doing, ctxErr)
 	}
 	return fmt.Errorf("%s integration %s: %s: %w (after %d %s, last error: %w)",

@@ -660,3 +660,31 @@ func TestRetryAfterHoldsOtherRequests(t *testing.T) {
 		t.Errorf("waits: got %v, want %v (the next request waits out Retry-After)", got, want)
 	}
 }
+
+// TestErrNotSent: a request whose context ends before it leaves (here:
+// already ended) is marked ErrNotSent; one cut short on the wire is not
+// (Hood may have seen it).
+func TestErrNotSent(t *testing.T) {
+	srv := newScriptServer(t, reply{hang: true})
+	c, _ := newClient(t, srv.URL, func(o *hood.Options) { o.MaxAttempts = 1 })
+
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := c.UpdateSettings(done, tok(), "1161", twilioSettings())
+	if !errors.Is(err, hood.ErrNotSent) || !errors.Is(err, context.Canceled) {
+		t.Errorf("context ended before the first attempt: got %v, want ErrNotSent and context.Canceled", err)
+	}
+	if got := len(srv.requests()); got != 0 {
+		t.Errorf("requests: got %d, want 0", got)
+	}
+
+	ctx, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	err = c.UpdateSettings(ctx, tok(), "1161", twilioSettings())
+	if err == nil || errors.Is(err, hood.ErrNotSent) {
+		t.Errorf("context ended during the attempt: got %v, want an error that is not ErrNotSent", err)
+	}
+	if got := len(srv.requests()); got != 1 {
+		t.Errorf("requests: got %d, want 1", got)
+	}
+}

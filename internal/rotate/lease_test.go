@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/audit"
+	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/state"
 )
@@ -26,7 +27,8 @@ type sharedState struct {
 	beginErr   error
 	confirmErr error
 	fenceErr   error
-	fenceOK    int   // Fence calls that succeed before fenceErr is returned
+	fenceOK    int // Fence calls that succeed before fenceErr is returned
+	suspect    bool
 	revisions  []int // Begin's revision arguments
 	calls      map[string]int
 }
@@ -52,7 +54,7 @@ func (s *sharedState) Get(name string) (state.Record, bool, error) {
 	r, ok, err := s.Store.Get(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r.Revision, r.HeldBy, r.HeldUntil = s.revision, s.heldBy, s.heldUntil
+	r.Revision, r.HeldBy, r.HeldUntil, r.Suspect = s.revision, s.heldBy, s.heldUntil, s.suspect
 	return r, ok, err
 }
 
@@ -84,6 +86,11 @@ func (s *sharedState) Fail(name string, p *state.Pushed, a state.Attempt) error 
 func (s *sharedState) Note(name string, a state.Attempt) error {
 	s.called("note")
 	return s.Store.Note(name, a)
+}
+
+func (s *sharedState) MarkSuspect(name string) error {
+	s.called("suspect")
+	return nil
 }
 
 func (s *sharedState) Fence(name string) error {
@@ -334,6 +341,9 @@ func TestFenceErrorBeforeVerifyIsUnverified(t *testing.T) {
 	if n := st.count("confirm"); n != 0 {
 		t.Errorf("Confirm calls: got %d, want 0", n)
 	}
+	if n := st.count("suspect"); n != 1 {
+		t.Errorf("MarkSuspect calls: got %d, want 1 (the PATCH went out after the lease was taken over)", n)
+	}
 	if n := patches(fh); n != 1 {
 		t.Errorf("PATCHes: got %d, want 1", n)
 	}
@@ -365,5 +375,63 @@ func TestPatchBoundedByLease(t *testing.T) {
 	}
 	if strings.Contains(o.Error, sentinel) {
 		t.Errorf("error holds the secret value")
+	}
+}
+
+// TestSuspectRecordIsPushedAgain: settings equal to the last confirmed push
+// are pushed again, on a schedule, when the record is suspect (a late PATCH
+// of a rotator that had lost its lease may have overwritten them in Hood).
+func TestSuspectRecordIsPushedAgain(t *testing.T) {
+	fv, fh := newFakes()
+	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+	st := newSharedState(t)
+	eng := rotate.New(engineConfig(1, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: st})
+	if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultPushed {
+		t.Fatalf("first pass: got %s %v, want pushed", o.Result, o.Err)
+	}
+	if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultUnchanged {
+		t.Fatalf("second pass: got %s %v, want unchanged", o.Result, o.Err)
+	}
+	st.suspect = true
+	if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultPushed {
+		t.Fatalf("suspect record: got %s %v, want pushed again", o.Result, o.Err)
+	}
+	if n := patches(fh); n != 2 {
+		t.Errorf("PATCHes: got %d, want 2", n)
+	}
+}
+
+// TestFailedPatchAfterTakeoverMarksSuspect: a PATCH that failed on this
+// side may still reach Hood: when the lease turns out taken over, the
+// record is flagged; a PATCH that never left is not.
+func TestFailedPatchAfterTakeoverMarksSuspect(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		err         error
+		wantFence   int
+		wantSuspect int
+	}{
+		{"timed out on the wire", fmt.Errorf("PATCH integration 1000: send request (attempt 1): %w", context.DeadlineExceeded), 1, 1},
+		{"never sent", fmt.Errorf("PATCH integration 1000: wait for rate limit: %w (%w)", context.DeadlineExceeded, hood.ErrNotSent), 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fv, fh := newFakes()
+			fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+			fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+			fh.fail["1000"] = tt.err
+			st := newSharedState(t)
+			st.fenceErr = fmt.Errorf("%w: fence integration tg-0: lease taken", state.ErrNotHolder)
+			eng := rotate.New(engineConfig(1, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: st})
+			if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultFailed {
+				t.Fatalf("got %s %v, want failed", o.Result, o.Err)
+			}
+			if got := st.count("fence"); got != tt.wantFence {
+				t.Errorf("Fence calls: got %d, want %d", got, tt.wantFence)
+			}
+			if got := st.count("suspect"); got != tt.wantSuspect {
+				t.Errorf("MarkSuspect calls: got %d, want %d", got, tt.wantSuspect)
+			}
+		})
 	}
 }

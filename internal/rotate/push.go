@@ -128,6 +128,14 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	}
 	if err := e.patch(ctx, token, in, j.built.Settings); err != nil {
 		e.writeAudit(o, rec("push", "failed", err, j.pushed.VaultVersion))
+		// A PATCH that failed on this side (a timeout, the lease's
+		// deadline) may still reach Hood; if the lease was taken over
+		// meanwhile, it may land after the new holder's push.
+		if f, ok := e.state.(fencer); ok && !errors.Is(err, hood.ErrNotSent) {
+			if ferr := f.Fence(in.Name); errors.Is(ferr, state.ErrNotHolder) {
+				e.markSuspect(o, in.Name)
+			}
+		}
 		fail(err)
 		return
 	}
@@ -138,6 +146,9 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	if f, ok := e.state.(fencer); ok {
 		if err := f.Fence(in.Name); err != nil {
 			verr := fmt.Errorf("%w: the lease could not be extended after the push: %w", ErrUnverified, err)
+			if errors.Is(err, state.ErrNotHolder) {
+				e.markSuspect(o, in.Name)
+			}
 			e.writeAudit(o, rec("verify", "unknown", verr, j.pushed.VaultVersion))
 			fail(verr)
 			return
@@ -369,4 +380,26 @@ func (e *Engine) patch(ctx context.Context, token secret.Value, in config.Integr
 		return fmt.Errorf("%w (lease until %s): %w", ErrLeaseDeadline, stamp(deadline), err)
 	}
 	return err
+}
+
+// suspecter is a shared state that can flag a record whose confirmed push a
+// late PATCH of this rotator may have overwritten in Hood.
+type suspecter interface {
+	MarkSuspect(name string) error
+}
+
+// markSuspect is called when this rotator's PATCH went out but its lease was
+// found taken over right after: another rotator may have pushed (newer)
+// settings before this PATCH reached Hood. The record is flagged so that the
+// next pass, of any rotator, pushes again.
+func (e *Engine) markSuspect(o *Outcome, name string) {
+	s, ok := e.state.(suspecter)
+	if !ok {
+		return
+	}
+	if err := s.MarkSuspect(name); err != nil {
+		o.Warnings = append(o.Warnings, "a late push may have overwritten another rotator's, and the record could not be flagged: "+err.Error())
+		return
+	}
+	e.log.Warn("push made after the lease was taken over: record flagged, the next pass pushes again", "integration", name)
 }

@@ -54,7 +54,9 @@ var ErrVerifyFailedBefore = fmt.Errorf("these settings failed verification befor
 //     the same secret: refused (ErrDowngrade).
 func decide(rec state.Record, p state.Pushed, req Request) (string, error) {
 	c := rec.Confirmed
-	same := c != nil && bytes.Equal(c.Fingerprint, p.Fingerprint)
+	// A suspect record (a late PATCH of a rotator that had lost its lease
+	// may have overwritten the confirmed push) is pushed again.
+	same := c != nil && bytes.Equal(c.Fingerprint, p.Fingerprint) && !rec.Suspect
 	switch {
 	case same && !req.Force:
 		return fmt.Sprintf("settings equal to the push confirmed at %s", stamp(c.At)), nil

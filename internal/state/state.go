@@ -136,6 +136,12 @@ type Record struct {
 	// It is written before the request to Hood, so after a crash it tells
 	// that Hood may hold settings that were never confirmed.
 	Pending *Pushed `json:"pending,omitempty"`
+	// Suspect: a PATCH made by a rotator that had lost its lease (ha.mode
+	// vault; it was paused or slow with the request on the wire) may have
+	// reached Hood after Confirmed was pushed, so Hood may hold older
+	// settings than Confirmed says. The next pass pushes even unchanged
+	// settings; a confirmation clears it.
+	Suspect bool `json:"suspect,omitempty"`
 	// History is the last MaxHistory attempts, newest last.
 	History []Attempt `json:"history,omitempty"`
 	// Updated is when the record was last written.
@@ -651,7 +657,7 @@ func (r *Record) ApplyBegin(id, provider string, p Pushed) {
 // passed: Confirmed becomes p, Pending and Failed are cleared and a is
 // appended to the history.
 func (r *Record) ApplyConfirm(p Pushed, a Attempt) {
-	r.Confirmed, r.Pending, r.Failed = pushed(p), nil, nil
+	r.Confirmed, r.Pending, r.Failed, r.Suspect = pushed(p), nil, nil, false
 	r.addAttempt(a)
 }
 

@@ -42,6 +42,9 @@ var seq atomic.Int64
 // integ is one configured integration.
 type integ struct {
 	name, id, provider, path string // path: relative to the fixture's prefix
+	// extra: more entries of the integration's YAML flow mapping (e.g.
+	// `fields: {api_key: auth_token}, on_verify_failure: rollback`); "" for none.
+	extra string
 }
 
 type fixture struct {
@@ -201,6 +204,17 @@ type cfg struct {
 	hoodFromVault bool   // the Hood token from Vault (default: $HOOD_TOKEN)
 	schedule      string // default "@every 1h"
 	maxInFlight   int    // default 4
+
+	// Additions of the HA tests (ha_test.go); the zero values keep the
+	// configuration the other tests use.
+	file          string // config file name; default "config.yaml"
+	hoodURL       string // default the fixture's hoodURL
+	hoodTimeout   string // hood.timeout; default "5s"
+	verifyTimeout string // hood.verify_timeout; default "3s"
+	statePath     string // state.path; default state.db in the fixture's directory
+	auditPath     string // audit.path; default audit.log in the fixture's directory
+	extra         string // top-level YAML appended before integrations (e.g. an ha: section)
+	vaultTimeout  string // vault.timeout; default: not set (the client's default)
 }
 
 // config writes config.yaml and returns its path.
@@ -222,9 +236,31 @@ func (f *fixture) config(c cfg) string {
 	if c.maxInFlight == 0 {
 		c.maxInFlight = 4
 	}
+	if c.file == "" {
+		c.file = "config.yaml"
+	}
+	if c.hoodURL == "" {
+		c.hoodURL = f.hoodURL
+	}
+	if c.hoodTimeout == "" {
+		c.hoodTimeout = "5s"
+	}
+	if c.verifyTimeout == "" {
+		c.verifyTimeout = "3s"
+	}
+	if c.statePath == "" {
+		c.statePath = f.path("state.db")
+	}
+	if c.auditPath == "" {
+		c.auditPath = f.path("audit.log")
+	}
+	vaultTimeout := ""
+	if c.vaultTimeout != "" {
+		vaultTimeout = "\n  timeout: " + c.vaultTimeout
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `vault:
-  address: %s
+  address: %s%s
   auth:
     %s
 hood:
@@ -232,11 +268,11 @@ hood:
   allow_insecure_http: true
   token:
     %s
-  timeout: 5s
+  timeout: %s
   rate_limit: {burst: 1000, per_minute: 100000}
   retry: {max_attempts: 2, initial_backoff: 50ms, max_backoff: 200ms}
   max_in_flight: %d
-  verify_timeout: 3s
+  verify_timeout: %s
 schedule: %q
 admin:
   listen: 127.0.0.1:0
@@ -245,12 +281,16 @@ state:
   path: %s
 audit:
   path: %s
-integrations:
-`, c.vaultAddr, c.auth, f.hoodURL, token, c.maxInFlight, c.schedule, f.path("admin-token"), f.path("state.db"), f.path("audit.log"))
+%sintegrations:
+`, c.vaultAddr, vaultTimeout, c.auth, c.hoodURL, token, c.hoodTimeout, c.maxInFlight, c.verifyTimeout, c.schedule, f.path("admin-token"), c.statePath, c.auditPath, c.extra)
 	for _, in := range f.integs {
-		fmt.Fprintf(&b, "  - {name: %s, id: %q, provider: %s, source: {mount: secret, path: %q}}\n", in.name, in.id, in.provider, f.prefix+"/"+in.path)
+		extra := ""
+		if in.extra != "" {
+			extra = ", " + in.extra
+		}
+		fmt.Fprintf(&b, "  - {name: %s, id: %q, provider: %s, source: {mount: secret, path: %q}%s}\n", in.name, in.id, in.provider, f.prefix+"/"+in.path, extra)
 	}
-	p := f.path("config.yaml")
+	p := f.path(c.file)
 	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
 		f.t.Fatal(err)
 	}
