@@ -270,7 +270,9 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 	var st rotate.State
 	if cfg.HA.Enabled() {
 		// ha.mode vault: the records (and leases) other rotators share.
-		if st, err = ha.FromConfig(cfg.HA, vc, log); err != nil {
+		opts := ha.OptionsFrom(cfg.HA, vc, log)
+		opts.ReadOnly = name == "plan" // a dry run writes nothing, not even the first HMAC key
+		if st, err = ha.New(opts); err != nil {
 			fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
 			return exitInvalid
 		}

@@ -43,6 +43,13 @@ func TestOnceHAUsesSharedRecords(t *testing.T) {
 	}
 	a, b := write("a.yaml", "host-a"), write("b.yaml", "host-b")
 
+	// plan before any rotator ran: it writes nothing to Vault, not even the key.
+	if r := f.rotator("plan", "--config", a); r.code != 0 || !strings.Contains(summaryLine(r.stdout, "tg"), "would push") {
+		t.Errorf("plan before any push: exit %d, want tg would push\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if sec, err := f.vs.Client().KVv2("secret").GetMetadata(context.Background(), f.prefix+"/leases/_meta/hmac-key"); err == nil && sec != nil {
+		t.Errorf("plan created the shared HMAC key (version %d)", sec.CurrentVersion)
+	}
 	if r := f.rotator("once", "--config", a); r.code != 0 || !strings.Contains(summaryLine(r.stdout, "tg"), "pushed") {
 		t.Fatalf("once on host-a: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

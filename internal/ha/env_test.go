@@ -68,13 +68,21 @@ type env struct {
 // store returns a store of the env labelled label, on v when given.
 func (e *env) store(t *testing.T, label string, v ...ha.Vault) *ha.Store {
 	t.Helper()
+	return e.storeWith(t, label, func(o *ha.Options) {
+		if len(v) > 0 {
+			o.Vault = v[0]
+		}
+	})
+}
+
+// storeWith is store with options edited by edit.
+func (e *env) storeWith(t *testing.T, label string, edit func(*ha.Options)) *ha.Store {
+	t.Helper()
 	opts := ha.Options{
 		Vault: e.vault, Mount: e.mount, Path: e.path, Identity: label, TTL: ttl, Now: e.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	if len(v) > 0 {
-		opts.Vault = v[0]
-	}
+	edit(&opts)
 	s, err := ha.New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -55,6 +55,10 @@ func (s *Store) loadKey(ctx context.Context) error {
 		if _, err := rand.Read(key); err != nil {
 			return fmt.Errorf("draw an HMAC key: %w", err)
 		}
+		if s.readOnly {
+			s.setKey(key) // throw-away: no record was written under a key that does not exist
+			return nil
+		}
 		if version > 0 {
 			// Someone deleted (or destroyed) the key's current version:
 			// the fingerprints of every record are lost with it, so every

@@ -18,6 +18,9 @@ import (
 // lease at that read, and when the record changed since (the
 // check-and-set failed): then this rotator must not push.
 func (s *Store) Begin(name, id, provider string, revision int, p state.Pushed) error {
+	if s.readOnly {
+		return fmt.Errorf("%w: begin integration %q", ErrReadOnly, name)
+	}
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("ha: begin: %w", err)
 	}
@@ -205,6 +208,9 @@ const suspectAttempts = 5
 // a holder in the middle of a push then loses its check-and-set, and its push
 // is made again too. The lease fields are written back as read.
 func (s *Store) MarkSuspect(name string) error {
+	if s.readOnly {
+		return fmt.Errorf("%w: mark suspect integration %q", ErrReadOnly, name)
+	}
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("ha: mark suspect: %w", err)
 	}

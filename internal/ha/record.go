@@ -124,6 +124,9 @@ func (s *Store) Get(name string) (state.Record, bool, error) {
 // outcome. A conflict (another rotator wrote the record meanwhile) is an
 // error that errors.Is state.ErrNotHolder: the note is dropped.
 func (s *Store) Note(name string, a state.Attempt) error {
+	if s.readOnly {
+		return fmt.Errorf("%w: note integration %q", ErrReadOnly, name)
+	}
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("ha: note: %w", err)
 	}

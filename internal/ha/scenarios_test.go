@@ -3,6 +3,7 @@ package ha_test
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +115,44 @@ var scenarios = []struct {
 		}
 		if err := e.seen(b.Fence("tg")); err != nil {
 			t.Errorf("Fence of the new holder: %v", err)
+		}
+	}},
+
+	{"a read-only store writes nothing, not even the first key", func(t *testing.T, e *env) {
+		ro := e.storeWith(t, "plan", func(o *ha.Options) { o.ReadOnly = true })
+		r := get(t, ro, "tg")
+		if r.Revision != 0 || r.Confirmed != nil {
+			t.Fatalf("Get of a missing record: got %+v, want an empty one", r)
+		}
+		if v := e.version(t, "_meta/hmac-key"); v != 0 {
+			t.Errorf("the read-only store wrote the HMAC key (version %d)", v)
+		}
+		for what, err := range map[string]error{
+			"Begin":       ro.Begin("tg", id, provider, r.Revision, pushedOf(ro, 1, e.clock.Now())),
+			"Note":        ro.Note("tg", attempt("failed", e.clock.Now())),
+			"MarkSuspect": ro.MarkSuspect("tg"),
+		} {
+			if !errors.Is(e.seen(err), ha.ErrReadOnly) {
+				t.Errorf("%s of a read-only store: got %v, want ErrReadOnly", what, err)
+			}
+		}
+		if v := e.version(t, "tg"); v != 0 {
+			t.Errorf("the read-only store wrote the record (version %d)", v)
+		}
+		// With a key and a record written by a rotator, it reads them.
+		a := e.store(t, "web-1")
+		ra := get(t, a, "tg") // loads (creates) the key first
+		pa := pushedOf(a, 1, e.clock.Now())
+		if err := e.seen(a.Begin("tg", id, provider, ra.Revision, pa)); err != nil {
+			t.Fatalf("Begin: %v", err)
+		}
+		if err := e.seen(a.Confirm("tg", pa, attempt("pushed", e.clock.Now()))); err != nil {
+			t.Fatalf("Confirm: %v", err)
+		}
+		ro2 := e.storeWith(t, "plan", func(o *ha.Options) { o.ReadOnly = true })
+		r2 := get(t, ro2, "tg")
+		if r2.Confirmed == nil || !bytes.Equal(r2.Confirmed.Fingerprint, ro2.Fingerprint(id, provider, settings(1))) {
+			t.Errorf("read-only store after a push: got confirmed %v, want the push, with equal fingerprints under the shared key", r2.Confirmed)
 		}
 	}},
 

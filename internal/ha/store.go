@@ -40,20 +40,29 @@ type Options struct {
 	// Timeout bounds the Vault requests of each Store call (default 30s);
 	// Store methods have no context because rotate.State has none.
 	Timeout time.Duration
+	// ReadOnly makes a store that never writes (`rotator plan`): when there
+	// is no HMAC key yet it uses a throw-away one (nothing was pushed under
+	// a key that does not exist, so everything would be pushed), and every
+	// method that writes returns ErrReadOnly.
+	ReadOnly bool
 }
+
+// ErrReadOnly is returned by the writing methods of a read-only Store.
+var ErrReadOnly = errors.New("ha: read-only store (a dry run writes nothing)")
 
 // Store is the state shared by several rotators through Vault. It
 // implements rotate.State, and Fence. Its methods are safe for concurrent
 // use.
 type Store struct {
-	vault   Vault
-	mount   string
-	path    string
-	id      string
-	ttl     time.Duration
-	now     func() time.Time
-	log     *slog.Logger
-	timeout time.Duration
+	vault    Vault
+	mount    string
+	path     string
+	id       string
+	ttl      time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	timeout  time.Duration
+	readOnly bool
 
 	loadMu sync.Mutex // one load of the HMAC key at a time
 
@@ -113,7 +122,7 @@ func New(opts Options) (*Store, error) {
 	s := &Store{
 		vault: opts.Vault, mount: mount, path: path,
 		id:  label + "#" + hex.EncodeToString(b[:]),
-		ttl: opts.TTL, now: opts.Now, log: opts.Logger, timeout: opts.Timeout,
+		ttl: opts.TTL, now: opts.Now, log: opts.Logger, timeout: opts.Timeout, readOnly: opts.ReadOnly,
 		reads: map[string]state.Record{}, leases: map[string]*lease{}, begins: map[string]int{},
 	}
 	if s.now == nil {
