@@ -11,6 +11,8 @@ package bench
 //	ROTATOR_BENCH_N      integrations of BenchmarkRateLimit, a comma-separated list (default 100,450)
 //	ROTATOR_BENCH_IDLE   window of BenchmarkFootprint's idle measurement (default 60s; the issue asks 300s)
 //	ROTATOR_BENCH_SCALE  integrations of BenchmarkConfigScale (default 100,1000,10000)
+//	ROTATOR_BENCH_WATCH  watch.interval values of BenchmarkWatchLatency (default 1s,5s)
+//	ROTATOR_BENCH_WATCH_WRITES Vault writes per interval of BenchmarkWatchLatency (default 100)
 //	ROTATOR_BENCH_PROFILE a directory for a perf profile of one unchanged pass
 //	                     and (with -memprofilerate=1) the idle daemon's heap profile
 //	ROTATOR_BAO_BIN      the bao binary (default .cache/bin/bao)

@@ -10,7 +10,8 @@
 #   OUT=bench.txt scripts/bench.sh           # also keep the output in a file
 #
 # Environment: BENCH (the -bench pattern, default "."), ROTATOR_BENCH_N,
-# ROTATOR_BENCH_IDLE, ROTATOR_BENCH_SCALE, ROTATOR_BENCH_PROFILE (see
+# ROTATOR_BENCH_IDLE, ROTATOR_BENCH_SCALE, ROTATOR_BENCH_WATCH,
+# ROTATOR_BENCH_WATCH_WRITES, ROTATOR_BENCH_PROFILE (see
 # bench/bench_test.go), ROTATOR_BAO_BIN (default .cache/bin/bao).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ header() {
   echo "# memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r)"
   echo "# $(go version); bao: $("$ROTATOR_BAO_BIN" version 2>/dev/null | head -1)"
   echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# env: ROTATOR_BENCH_N=${ROTATOR_BENCH_N:-100,450} ROTATOR_BENCH_IDLE=${ROTATOR_BENCH_IDLE:-60s} ROTATOR_BENCH_SCALE=${ROTATOR_BENCH_SCALE:-100,1000,10000}"
+  echo "# env: ROTATOR_BENCH_N=${ROTATOR_BENCH_N:-100,450} ROTATOR_BENCH_IDLE=${ROTATOR_BENCH_IDLE:-60s} ROTATOR_BENCH_SCALE=${ROTATOR_BENCH_SCALE:-100,1000,10000} ROTATOR_BENCH_WATCH=${ROTATOR_BENCH_WATCH:-1s,5s} ROTATOR_BENCH_WATCH_WRITES=${ROTATOR_BENCH_WATCH_WRITES:-100}"
 }
 
 run() {
