@@ -268,10 +268,10 @@ func TestFenceErrorSkipsRollback(t *testing.T) {
 		t.Fatalf("version 5: got %s %v, want pushed", o.Result, o.Err)
 	}
 
-	// The Fence before the read-back succeeds; the one before the
-	// rollback's PATCH finds the lease taken.
+	// The Fences before the PATCH and before the read-back succeed; the
+	// one before the rollback's PATCH finds the lease taken.
 	before := st.count("fence")
-	st.fenceOK = before + 1
+	st.fenceOK = before + 2
 	st.fenceErr = fmt.Errorf("%w: fence integration tg-0: lease taken", state.ErrNotHolder)
 	fv.secrets["secret/a"] = map[string]string{"auth_token": "bad-" + sentinel, "chat_id": "1"}
 	au := &countingAudit{}
@@ -279,8 +279,8 @@ func TestFenceErrorSkipsRollback(t *testing.T) {
 	if o.Result != rotate.ResultFailed || o.RolledBack || !strings.Contains(o.Error, "rollback failed: rollback not pushed: not the lease holder") {
 		t.Fatalf("got %s rolled_back=%v %q, want failed with the rollback not pushed", o.Result, o.RolledBack, o.Error)
 	}
-	if n := st.count("fence") - before; n != 2 {
-		t.Errorf("Fence calls: got %d, want 2 (before the read-back, before the rollback)", n)
+	if n := st.count("fence") - before; n != 3 {
+		t.Errorf("Fence calls: got %d, want 3 (before the PATCH, before the read-back, before the rollback)", n)
 	}
 	if n := patches(fh); n != 2 {
 		t.Errorf("PATCHes: got %d, want 2 (version 5, version 6; no rollback)", n)
@@ -299,12 +299,15 @@ func TestFenceErrorSkipsRollback(t *testing.T) {
 	st.fenceErr = nil
 	fv.secrets["secret/a"] = map[string]string{"auth_token": "bad2-" + sentinel, "chat_id": "1"}
 	o = onePass(t, rotate.New(cfg, rotate.Options{Vault: versioned{fv, 7}, Hood: fh, State: st}), rotate.Request{})
-	if !o.RolledBack || st.count("fence") != 5 {
-		t.Errorf("with the lease: got rolled_back=%v %q after %d Fences, want rolled back after 5 (one per read-back and rollback so far)", o.RolledBack, o.Error, st.count("fence"))
+	if !o.RolledBack || st.count("fence") != 8 {
+		t.Errorf("with the lease: got rolled_back=%v %q after %d Fences, want rolled back after 8 (one per PATCH, read-back and rollback so far)", o.RolledBack, o.Error, st.count("fence"))
 	}
 }
 
-func TestPreflightFailureIsNotedNotFailed(t *testing.T) {
+// TestPreflightFailureReleasesTheLease: the lease is taken before any Hood
+// request; a refused preflight records the failure under it (Fail), which
+// releases it, and nothing is pushed.
+func TestPreflightFailureReleasesTheLease(t *testing.T) {
 	fv, fh := newFakes()
 	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
 	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
@@ -315,8 +318,11 @@ func TestPreflightFailureIsNotedNotFailed(t *testing.T) {
 	if o.Result != rotate.ResultFailed {
 		t.Fatalf("got %s, want failed", o.Result)
 	}
-	if st.count("begin") != 0 || st.count("fail") != 0 || st.count("note") != 1 {
-		t.Errorf("state calls: got %v, want one Note and no Begin or Fail", st.calls)
+	if st.count("begin") != 1 || st.count("fail") != 1 || st.count("note") != 0 || st.count("fence") != 0 {
+		t.Errorf("state calls: got %v, want one Begin and one Fail, no Note and no Fence", st.calls)
+	}
+	if n := patches(fh); n != 0 {
+		t.Errorf("PATCHes: got %d, want 0", n)
 	}
 	rec, _, err := st.Store.Get("tg-0")
 	if err != nil || len(rec.History) != 1 || !strings.Contains(rec.History[0].Error, "preflight") {
@@ -332,6 +338,7 @@ func TestFenceErrorBeforeVerifyIsUnverified(t *testing.T) {
 	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
 	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
 	st := newSharedState(t)
+	st.fenceOK = 1 // the Fence before the PATCH
 	st.fenceErr = fmt.Errorf("%w: fence integration tg-0: lease taken", state.ErrNotHolder)
 	eng := rotate.New(engineConfig(1, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: st})
 	o := onePass(t, eng, rotate.Request{})
@@ -412,8 +419,8 @@ func TestFailedPatchAfterTakeoverMarksSuspect(t *testing.T) {
 		wantFence   int
 		wantSuspect int
 	}{
-		{"timed out on the wire", fmt.Errorf("PATCH integration 1000: send request (attempt 1): %w", context.DeadlineExceeded), 1, 1},
-		{"never sent", fmt.Errorf("PATCH integration 1000: wait for rate limit: %w (%w)", context.DeadlineExceeded, hood.ErrNotSent), 0, 0},
+		{"timed out on the wire", fmt.Errorf("PATCH integration 1000: send request (attempt 1): %w", context.DeadlineExceeded), 2, 1},
+		{"never sent", fmt.Errorf("PATCH integration 1000: wait for rate limit: %w (%w)", context.DeadlineExceeded, hood.ErrNotSent), 1, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fv, fh := newFakes()
@@ -421,6 +428,7 @@ func TestFailedPatchAfterTakeoverMarksSuspect(t *testing.T) {
 			fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
 			fh.fail["1000"] = tt.err
 			st := newSharedState(t)
+			st.fenceOK = 1 // the Fence before the PATCH
 			st.fenceErr = fmt.Errorf("%w: fence integration tg-0: lease taken", state.ErrNotHolder)
 			eng := rotate.New(engineConfig(1, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: st})
 			if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultFailed {
@@ -433,5 +441,27 @@ func TestFailedPatchAfterTakeoverMarksSuspect(t *testing.T) {
 				t.Errorf("MarkSuspect calls: got %d, want %d", got, tt.wantSuspect)
 			}
 		})
+	}
+}
+
+// TestLeaseLostBeforePatchIsUnchanged: the Fence right before the PATCH
+// finds the lease taken over (the rotator was slow between Begin and the
+// PATCH): nothing is pushed, and it is not this rotator's failure.
+func TestLeaseLostBeforePatchIsUnchanged(t *testing.T) {
+	fv, fh := newFakes()
+	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+	st := newSharedState(t)
+	st.fenceErr = fmt.Errorf("%w: fence integration tg-0: lease taken", state.ErrNotHolder)
+	eng := rotate.New(engineConfig(1, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: st})
+	o := onePass(t, eng, rotate.Request{})
+	if o.Result != rotate.ResultUnchanged || o.Reason != "another rotator took the lease over before the PATCH: not pushed" {
+		t.Fatalf("got %s %q %v, want unchanged, lease taken over before the PATCH", o.Result, o.Reason, o.Err)
+	}
+	if n := patches(fh); n != 0 {
+		t.Errorf("PATCHes: got %d, want 0", n)
+	}
+	if n := st.count("suspect") + st.count("fail") + st.count("confirm"); n != 0 {
+		t.Errorf("state calls: got %v, want no Fail, Confirm or MarkSuspect", st.calls)
 	}
 }

@@ -104,17 +104,11 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		}
 	}
 
-	live, err := e.preflight(ctx, token, in, j.built)
-	if err != nil {
-		// Nothing was begun: Pass notes the failure (State.Note), which a
-		// shared state writes only when no other rotator holds the lease.
-		o.Err = err
-		return
-	}
 	// Durably note the push before making it: a crash from here on leaves
 	// the last confirmed push unchanged, so the next start pushes again. A
 	// shared state takes the lease here, on the record version the decision
-	// was made on.
+	// was made on, before any Hood request: of several rotators that decided
+	// on the same change, the ones that lose make no Hood request at all.
 	if err := e.state.Begin(in.Name, in.ID, in.Provider, j.rec.Revision, j.pushed); err != nil {
 		if errors.Is(err, state.ErrNotHolder) {
 			// Another rotator wrote the record since it was read: it
@@ -125,6 +119,23 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		}
 		o.Err = fmt.Errorf("write state before the push: %w", err)
 		return
+	}
+	live, err := e.preflight(ctx, token, in, j.built)
+	if err != nil {
+		fail(err) // releases a shared state's lease
+		return
+	}
+	// Fencing: a shared state checks the lease again (check-and-set on the
+	// version it wrote) right before the PATCH, and extends it.
+	if f, ok := e.state.(fencer); ok {
+		if err := f.Fence(in.Name); errors.Is(err, state.ErrNotHolder) {
+			o.Result, o.Reason, o.Changed = ResultUnchanged, "another rotator took the lease over before the PATCH: not pushed", nil
+			e.log.Warn("lease lost before the PATCH: not pushed", "integration", in.Name, "error", err.Error())
+			return
+		} else if err != nil {
+			fail(fmt.Errorf("extend the lease before the push: %w", err))
+			return
+		}
 	}
 	if err := e.patch(ctx, token, in, j.built.Settings); err != nil {
 		e.writeAudit(o, rec("push", "failed", err, j.pushed.VaultVersion))

@@ -529,8 +529,9 @@ func describeVersions(vers []leaseVersion) string {
 // attribute checks that the PATCH p (of KV version v; a rollback PATCH when
 // rollback) was made under a lease its sender held: the last version of the
 // record written before the PATCH arrived is held by the sender's identity,
-// unexpired at that moment, and (but for a rollback) the Begin of that
-// holding has version v pending. It returns the Begin version.
+// unexpired at that moment, and (but for a rollback) is the Begin of that
+// holding or the Fence right after it (made right before the PATCH), both
+// with version v pending. It returns the Begin version.
 func (c *haCluster) attribute(p hoodReq, name string, vers []leaseVersion, v int, rollback bool) (leaseVersion, bool) {
 	c.t.Helper()
 	i := -1
@@ -559,23 +560,33 @@ func (c *haCluster) attribute(p hoodReq, name string, vers []leaseVersion, v int
 		b--
 	}
 	if !rollback {
-		if b != i {
-			return fail(fmt.Sprintf("the version before it (v%d) is not the Begin of the holding (v%d is)", l.version, vers[b].version))
+		// Begin, then the Fence right before the PATCH (the same holding,
+		// the same pending push): the version before the PATCH is one of them.
+		if i-b > 1 {
+			return fail(fmt.Sprintf("the version before it (v%d) is neither the Begin of the holding (v%d) nor the Fence right after it", l.version, vers[b].version))
 		}
-		if pd := vers[b].rec.Pending; pd == nil || pd.VaultVersion != v {
-			return fail(fmt.Sprintf("the Begin (v%d) does not have version %d pending", vers[b].version, v))
+		for _, w := range vers[b : i+1] {
+			if pd := w.rec.Pending; pd == nil || pd.VaultVersion != v {
+				return fail(fmt.Sprintf("version v%d of the holding does not have version %d pending", w.version, v))
+			}
 		}
 	}
 	return vers[b], true
 }
 
-// checkTakeover: after version begin of a record (a Begin whose holder
-// died or was cut off before it released the lease), nobody else wrote
+// checkTakeover: after version begin of a record (a Begin, or a later
+// version of the same holding, whose holder died or was cut off before it
+// released the lease), nobody else wrote
 // the record until that lease (as its holder's Fences extended it)
 // expired, and the next Begin is another holder's.
 func (c *haCluster) checkTakeover(what, name string, vers []leaseVersion, begin int) {
 	c.t.Helper()
 	bi := slices.IndexFunc(vers, func(l leaseVersion) bool { return l.version == begin })
+	// A version of the holding after its Begin (the Fence right before
+	// the PATCH) names the same holding: go back to its Begin.
+	for bi > 0 && vers[bi].holder != "" && !isBegin(vers, bi) {
+		bi--
+	}
 	if bi < 0 || !isBegin(vers, bi) {
 		c.t.Errorf("%s: version %d of the record of %s is not a Begin; history:%s", what, begin, name, describeVersions(vers))
 		return
