@@ -110,18 +110,31 @@ type haCluster struct {
 	watch      string        // watch.interval of every process; "" leaves watch mode off
 }
 
+// haMountOnce sets up the lease mount (haMount) once per test binary.
+var (
+	haMountOnce sync.Once
+	haMountErr  error
+)
+
 // newHACluster makes the fixture, the lease mount and three processes'
 // proxies, and n integrations (providers mixed) with ids from base, each
 // with a first value in Vault. start starts the processes.
 func newHACluster(t *testing.T, n, base int) *haCluster {
 	t.Helper()
 	vs := vaulttest.Require(t, vaultSrv)
-	ctx := context.Background()
-	if err := vs.EnableKV(ctx, haMount, 2); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := vs.Client().Logical().WriteWithContext(ctx, haMount+"/config", map[string]any{"max_versions": haMaxVersions}); err != nil {
-		t.Fatalf("set max_versions of %s: %v", haMount, err)
+	// The lease mount is set up once for the parallel tests: OpenBao's
+	// in-memory storage refuses concurrent writes of one mount's config.
+	haMountOnce.Do(func() {
+		ctx := context.Background()
+		if haMountErr = vs.EnableKV(ctx, haMount, 2); haMountErr != nil {
+			return
+		}
+		if _, err := vs.Client().Logical().WriteWithContext(ctx, haMount+"/config", map[string]any{"max_versions": haMaxVersions}); err != nil {
+			haMountErr = fmt.Errorf("set max_versions of %s: %w", haMount, err)
+		}
+	})
+	if haMountErr != nil {
+		t.Fatal(haMountErr)
 	}
 	f := newFixture(t, vs)
 	c := &haCluster{t: t, f: f, vs: vs, leasePath: f.prefix + "/leases", kinds: map[string]haKind{}, writes: map[string][]haWrite{}, held: make(chan struct{})}
