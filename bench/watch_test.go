@@ -23,10 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 )
 
 // watchPaths is the number of Vault paths written (one integration each).
@@ -308,29 +306,9 @@ func scrapeCounter(b *testing.B, addr, name string, labels map[string]string) fl
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	v, _, err := testkit.Metric(resp.Body, name, labels)
 	if err != nil {
-		b.Fatalf("parse /metrics: %v", err)
+		b.Fatal(err)
 	}
-	total := 0.0
-next:
-	for _, m := range fams[name].GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			total += m.GetCounter().GetValue()
-		case m.Histogram != nil:
-			total += float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return total
+	return v
 }

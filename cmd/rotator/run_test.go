@@ -157,36 +157,14 @@ func (d *runningDaemon) rotate(path string) rotateAnswer {
 func (d *runningDaemon) metric(name string, labels map[string]string) float64 {
 	d.t.Helper()
 	_, body := d.call("GET", "/metrics", "")
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	v, found, err := testkit.Metric(strings.NewReader(body), name, labels)
 	if err != nil {
-		d.t.Fatalf("parse /metrics: %v", err)
+		d.t.Fatal(err)
 	}
-	fam, ok := fams[name]
-	if !ok {
+	if !found {
 		return -1
 	}
-next:
-	for _, m := range fam.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for k, v := range labels {
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return -1
+	return v
 }
 
 // eventually is testkit.Eventually.
