@@ -67,8 +67,9 @@ func LoadAndValidate(path string, getenv func(string) string) (*Config, error) {
 		if !ok {
 			return cfg, verr
 		}
+		parsed := problems[:len(problems):len(problems)] // Load's problems only: Validate's own never hide each other
 		for _, p := range ve.Problems {
-			if !coveredBy(p.Path, problems) {
+			if !coveredBy(p.Path, parsed) {
 				problems = append(problems, p)
 			}
 		}

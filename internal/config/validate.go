@@ -385,6 +385,8 @@ func (v *validator) ha() {
 	}
 	if msg := checkKVPath(h.Path); msg != "" {
 		v.add("ha.path", "%s", msg)
+	} else if checkKVPath(h.Mount) == "" {
+		v.haPathOwn(h.Mount, h.Path)
 	}
 	if !validIdentity(h.Identity) {
 		v.add("ha.identity", "must be 1 to %d letters, digits, '-', '_' or '.' (a \"#<random>\" suffix is added to it), got %q", maxIdentity, clip(h.Identity))
@@ -396,6 +398,25 @@ func (v *validator) ha() {
 		v.add("ha.lease_ttl", "must be at least %s, got %s", MinLeaseTTL, h.LeaseTTL)
 	case hood.Timeout > 0 && hood.VerifyTimeout > 0 && h.LeaseTTL <= push:
 		v.add("ha.lease_ttl", "must exceed hood.timeout + hood.verify_timeout (%s), got %s", push, h.LeaseTTL)
+	}
+}
+
+// haPathOwn refuses records that would land on a secret rotator reads: they
+// are written at <ha.mount>/<ha.path>/<integration name>, and a write there
+// would replace that secret.
+func (v *validator) haPathOwn(mount, path string) {
+	under := func(m, p string) bool {
+		return m == mount && (p == path || strings.HasPrefix(p, path+"/"))
+	}
+	for i, in := range v.c.Integrations {
+		if under(in.Source.Mount, in.Source.Path) {
+			v.add("ha.path", "%s/%s would hold rotator's records over integrations[%d].source (%s/%s): give the records a path of their own",
+				mount, path, i, in.Source.Mount, in.Source.Path)
+		}
+	}
+	if r := v.c.Hood.Token.Vault; r != nil && under(r.Mount, r.Path) {
+		v.add("ha.path", "%s/%s would hold rotator's records over hood.token.vault (%s/%s): give the records a path of their own",
+			mount, path, r.Mount, r.Path)
 	}
 }
 
