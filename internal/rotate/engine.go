@@ -152,6 +152,7 @@ type Engine struct {
 	vault  SecretReader
 	hood   Hood
 	state  State
+	lease  leaser // state, when it is shared (ha.mode vault); nil otherwise
 	audit  Auditor
 	getenv func(string) string
 	log    *slog.Logger
@@ -161,6 +162,9 @@ type Engine struct {
 // New returns an engine for a validated configuration.
 func New(cfg *config.Config, opts Options) *Engine {
 	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, audit: opts.Audit, getenv: opts.Getenv, log: opts.Logger, now: opts.Now}
+	if l, ok := opts.State.(leaser); ok {
+		e.lease = l
+	}
 	if e.audit == nil {
 		e.audit = noAudit{}
 	}

@@ -125,46 +125,29 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		fail(err) // releases a shared state's lease
 		return
 	}
-	// Fencing: a shared state checks the lease again (check-and-set on the
-	// version it wrote) right before the PATCH, and extends it.
-	if f, ok := e.state.(fencer); ok {
-		if err := f.Fence(in.Name); errors.Is(err, state.ErrNotHolder) {
-			o.Result, o.Reason, o.Changed = ResultUnchanged, "another rotator took the lease over before the PATCH: not pushed", nil
-			e.log.Warn("lease lost before the PATCH: not pushed", "integration", in.Name, "error", err.Error())
-			return
-		} else if err != nil {
-			fail(fmt.Errorf("extend the lease before the push: %w", err))
-			return
-		}
-	}
-	if err := e.patch(ctx, token, in, j.built.Settings); err != nil {
+	err = e.fencedPatch(ctx, token, in, j.built.Settings, o)
+	var lost leaseLost
+	var unsent notPushed
+	switch {
+	case errors.As(err, &lost):
+		o.Result, o.Reason, o.Changed = ResultUnchanged, "another rotator took the lease over before the PATCH: not pushed", nil
+		e.log.Warn("lease lost before the PATCH: not pushed", "integration", in.Name, "error", err.Error())
+		return
+	case errors.As(err, &unsent):
+		fail(fmt.Errorf("extend the lease before the push: %w", unsent.error))
+		return
+	case errors.Is(err, ErrUnverified): // pushed; the lease could not be extended for the read-back
+		e.writeAudit(o, rec("push", "ok", nil, j.pushed.VaultVersion))
+		e.writeAudit(o, rec("verify", "unknown", err, j.pushed.VaultVersion))
+		fail(err)
+		return
+	case err != nil:
 		e.writeAudit(o, rec("push", "failed", err, j.pushed.VaultVersion))
-		// A PATCH that failed on this side (a timeout, the lease's
-		// deadline) may still reach Hood; if the lease was taken over
-		// meanwhile, it may land after the new holder's push.
-		if f, ok := e.state.(fencer); ok && !errors.Is(err, hood.ErrNotSent) {
-			if ferr := f.Fence(in.Name); errors.Is(ferr, state.ErrNotHolder) {
-				e.markSuspect(o, in.Name)
-			}
-		}
 		fail(err)
 		return
 	}
 	e.writeAudit(o, rec("push", "ok", nil, j.pushed.VaultVersion))
 
-	// A shared state's lease is extended before the read-back, so that the
-	// confirmation lands before any other rotator may take the lease over.
-	if f, ok := e.state.(fencer); ok {
-		if err := f.Fence(in.Name); err != nil {
-			verr := fmt.Errorf("%w: the lease could not be extended after the push: %w", ErrUnverified, err)
-			if errors.Is(err, state.ErrNotHolder) {
-				e.markSuspect(o, in.Name)
-			}
-			e.writeAudit(o, rec("verify", "unknown", verr, j.pushed.VaultVersion))
-			fail(verr)
-			return
-		}
-	}
 	verr := e.verify(ctx, token, in, live)
 	if errors.Is(verr, ErrUnverified) {
 		e.writeAudit(o, rec("verify", "unknown", verr, j.pushed.VaultVersion))
@@ -328,13 +311,15 @@ func (e *Engine) rollback(ctx context.Context, token secret.Value, j job, live *
 	if err != nil {
 		return fmt.Errorf("version %d: %w", good.VaultVersion, err)
 	}
-	// A shared state extends the lease first: no lease, no rollback PATCH.
-	if f, ok := e.state.(fencer); ok {
-		if err := f.Fence(j.in.Name); err != nil {
-			return fmt.Errorf("rollback not pushed: %w", err)
-		}
-	}
-	if err := e.patch(ctx, token, j.in, b.Settings); err != nil {
+	// With a shared state: no lease, no rollback PATCH.
+	var lost leaseLost
+	var unsent notPushed
+	switch err := e.fencedPatch(ctx, token, j.in, b.Settings, o); {
+	case errors.As(err, &lost):
+		return fmt.Errorf("rollback not pushed: %w", lost.error)
+	case errors.As(err, &unsent):
+		return fmt.Errorf("rollback not pushed: %w", unsent.error)
+	case err != nil:
 		return err
 	}
 	if err := e.verify(ctx, token, j.in, live); err != nil {
@@ -359,58 +344,4 @@ func stopped(stop <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// leaseHolder is a shared state (ha.mode vault) that bounds a push by its
-// lease.
-type leaseHolder interface {
-	LeaseDeadline(name string) (time.Time, bool)
-}
-
-// ErrLeaseDeadline is the reason of a PATCH that did not finish (retries
-// included) before the lease this rotator holds on the integration ran
-// out: another rotator may take it over and push.
-var ErrLeaseDeadline = errors.New("push not finished before the lease ran out")
-
-// patch sends the settings to Hood. With a shared state, the PATCH and its
-// retries are bounded by the lease taken in Begin: no request leaves after
-// another rotator may have taken the lease over.
-func (e *Engine) patch(ctx context.Context, token secret.Value, in config.Integration, settings map[string]secret.Value) error {
-	lh, ok := e.state.(leaseHolder)
-	if !ok {
-		return e.hood.UpdateSettings(ctx, token, in.ID, settings)
-	}
-	deadline, ok := lh.LeaseDeadline(in.Name)
-	if !ok {
-		return fmt.Errorf("%w: no lease held on %s", ErrLeaseDeadline, in.Name)
-	}
-	pctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	err := e.hood.UpdateSettings(pctx, token, in.ID, settings)
-	if err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w (lease until %s): %w", ErrLeaseDeadline, stamp(deadline), err)
-	}
-	return err
-}
-
-// suspecter is a shared state that can flag a record whose confirmed push a
-// late PATCH of this rotator may have overwritten in Hood.
-type suspecter interface {
-	MarkSuspect(name string) error
-}
-
-// markSuspect is called when this rotator's PATCH went out but its lease was
-// found taken over right after: another rotator may have pushed (newer)
-// settings before this PATCH reached Hood. The record is flagged so that the
-// next pass, of any rotator, pushes again.
-func (e *Engine) markSuspect(o *Outcome, name string) {
-	s, ok := e.state.(suspecter)
-	if !ok {
-		return
-	}
-	if err := s.MarkSuspect(name); err != nil {
-		o.Warnings = append(o.Warnings, "a late push may have overwritten another rotator's, and the record could not be flagged: "+err.Error())
-		return
-	}
-	e.log.Warn("push made after the lease was taken over: record flagged, the next pass pushes again", "integration", name)
 }

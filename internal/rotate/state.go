@@ -31,13 +31,6 @@ type State interface {
 	SettingMACs(id, provider string, settings map[string]string) map[string][]byte
 }
 
-// fencer is implemented by a shared state: Fence extends the lease this
-// rotator holds on an integration, and fails (state.ErrNotHolder) when it
-// lost it. The engine fences right before a rollback's PATCH.
-type fencer interface {
-	Fence(name string) error
-}
-
 // ErrVerifyFailedBefore is the reason a scheduled pass does not push again
 // settings whose verification already failed.
 var ErrVerifyFailedBefore = fmt.Errorf("these settings failed verification before")

@@ -1,0 +1,104 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/state"
+)
+
+// leaser is a State shared by several rotators (internal/ha, ha.mode
+// vault): it holds a lease per integration from Begin to the outcome.
+type leaser interface {
+	// Fence checks the lease this rotator holds (check-and-set on the
+	// version it wrote last) and extends it; state.ErrNotHolder when it
+	// was taken over.
+	Fence(name string) error
+	// LeaseDeadline is when the push begun on the integration must be
+	// done; false when no lease is held.
+	LeaseDeadline(name string) (time.Time, bool)
+	// MarkSuspect flags the record: a PATCH of this rotator may have
+	// reached Hood after another rotator's push.
+	MarkSuspect(name string) error
+}
+
+// ErrLeaseDeadline is the reason of a PATCH that did not finish (retries
+// included) before the lease this rotator holds on the integration ran
+// out: another rotator may take it over and push.
+var ErrLeaseDeadline = errors.New("push not finished before the lease ran out")
+
+// leaseLost is fencedPatch's error when the lease was found taken over
+// before the PATCH: nothing was sent. Its text is the Fence's.
+type leaseLost struct{ error }
+
+func (l leaseLost) Unwrap() error { return l.error }
+
+// notPushed is fencedPatch's error when the lease could not be checked
+// before the PATCH (Vault unreachable): nothing was sent.
+type notPushed struct{ error }
+
+func (n notPushed) Unwrap() error { return n.error }
+
+// fencedPatch sends settings to Hood. With a shared state (docs/ha.md,
+// steps 4-8) the lease is checked right before the PATCH (leaseLost,
+// notPushed: nothing sent), the PATCH and its retries are bounded by the
+// lease, and the lease is checked and extended again after a PATCH that
+// went out, or may have: found taken over, the record is flagged suspect.
+// A PATCH that succeeded but whose lease could not be extended for the
+// read-back is ErrUnverified.
+func (e *Engine) fencedPatch(ctx context.Context, token secret.Value, in config.Integration, settings map[string]secret.Value, o *Outcome) error {
+	if e.lease == nil {
+		return e.hood.UpdateSettings(ctx, token, in.ID, settings)
+	}
+	if err := e.lease.Fence(in.Name); errors.Is(err, state.ErrNotHolder) {
+		return leaseLost{err}
+	} else if err != nil {
+		return notPushed{err}
+	}
+	err := e.boundedPatch(ctx, token, in, settings)
+	if errors.Is(err, hood.ErrNotSent) {
+		return err
+	}
+	ferr := e.lease.Fence(in.Name)
+	if errors.Is(ferr, state.ErrNotHolder) {
+		e.markSuspect(o, in.Name)
+	}
+	if err == nil && ferr != nil {
+		return fmt.Errorf("%w: the lease could not be extended after the push: %w", ErrUnverified, ferr)
+	}
+	return err
+}
+
+// boundedPatch is the PATCH under a lease: it and its retries are bounded
+// by the lease's deadline, so that no request leaves after another rotator
+// may have taken the lease over.
+func (e *Engine) boundedPatch(ctx context.Context, token secret.Value, in config.Integration, settings map[string]secret.Value) error {
+	deadline, ok := e.lease.LeaseDeadline(in.Name)
+	if !ok {
+		return fmt.Errorf("%w: no lease held on %s", ErrLeaseDeadline, in.Name)
+	}
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	err := e.hood.UpdateSettings(pctx, token, in.ID, settings)
+	if err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w (lease until %s): %w", ErrLeaseDeadline, stamp(deadline), err)
+	}
+	return err
+}
+
+// markSuspect flags the record after a PATCH that went out (or may have)
+// when the lease had been taken over: another rotator may have pushed
+// (newer) settings before this PATCH reached Hood, so the next pass, of any
+// rotator, pushes again.
+func (e *Engine) markSuspect(o *Outcome, name string) {
+	if err := e.lease.MarkSuspect(name); err != nil {
+		o.Warnings = append(o.Warnings, "a late push may have overwritten another rotator's, and the record could not be flagged: "+err.Error())
+		return
+	}
+	e.log.Warn("push made after the lease was taken over: record flagged, the next pass pushes again", "integration", name)
+}
