@@ -229,7 +229,7 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 		providers[in.Name] = in.Provider
 	}
 	d.metrics.Retain(providers)
-	saved := d.savedRecords(w)
+	saved := d.savedRecords(w, d.status.unseeded(w.cfg.Integrations))
 	d.status.configure(w.cfg.Integrations, sched.next, func(name string) (state.Record, bool) {
 		rec, ok := saved[name]
 		return rec, ok

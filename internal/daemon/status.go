@@ -22,6 +22,21 @@ func newStatusBook() *statusBook {
 	return &statusBook{byID: map[string]*admin.IntegrationStatus{}}
 }
 
+// unseeded lists the integrations of ins whose status configure would
+// start from their durable state: those it does not have yet (or whose id
+// or provider changed).
+func (b *statusBook) unseeded(ins []config.Integration) []config.Integration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []config.Integration
+	for _, in := range ins {
+		if st := b.byID[in.Name]; st == nil || st.ID != in.ID || st.Provider != in.Provider {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
 // configure sets the integrations that exist (after a start or a reload):
 // status of removed ones is forgotten, that of kept ones stays, and that of
 // new ones starts from their durable state (so a restart keeps it).

@@ -118,6 +118,36 @@ func (s *Store) Get(name string) (state.Record, bool, error) {
 	return rec, found, nil
 }
 
+// Peek returns the record of the integration name as Get does (HeldBy when
+// another rotator holds a live lease), but changes nothing this store keeps
+// for a push (the read a Begin relies on, its leases) and does not load the
+// HMAC key: for status pages and the like, which may run beside a pass.
+func (s *Store) Peek(name string) (state.Record, bool, error) {
+	if err := checkName(name); err != nil {
+		return state.Record{}, false, fmt.Errorf("ha: peek: %w", err)
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	d, version, found, err := s.read(ctx, name)
+	if err != nil {
+		return state.Record{}, false, fmt.Errorf("ha: peek integration %q: %w", name, err)
+	}
+	rec := state.Record{Name: name}
+	if found {
+		holder, expires, err := d.lease()
+		if err != nil {
+			return state.Record{}, false, fmt.Errorf("ha: peek integration %q: the record at %s (version %d): %w", name, s.where(name), version, err)
+		}
+		rec = d.Record
+		rec.Name = name
+		if holder != "" && holder != s.id && s.now().Before(expires) {
+			rec.HeldBy, rec.HeldUntil = holder, expires
+		}
+	}
+	rec.Revision = version
+	return rec, found, nil
+}
+
 // Note appends a to the integration's history, with check-and-set on the
 // version it reads first. While another rotator holds a live lease on the
 // integration it writes nothing and returns nil: the holder writes the

@@ -156,6 +156,30 @@ var scenarios = []struct {
 		}
 	}},
 
+	{"Peek reads without loading the key or touching a push", func(t *testing.T, e *env) {
+		a, b := e.store(t, "web-1"), e.store(t, "web-2")
+		if r, found, err := b.Peek("tg"); err != nil || found || r.Revision != 0 {
+			t.Fatalf("Peek of a missing record: got %+v, %v, %v; want none", r, found, err)
+		}
+		if v := e.version(t, "_meta/hmac-key"); v != 0 {
+			t.Errorf("Peek wrote the HMAC key (version %d)", v)
+		}
+		ra := get(t, a, "tg")
+		pa := pushedOf(a, 1, e.clock.Now())
+		if _, _, err := a.Peek("tg"); err != nil { // between the Get and the Begin of a push
+			t.Fatalf("Peek: %v", err)
+		}
+		if err := e.seen(a.Begin("tg", id, provider, ra.Revision, pa)); err != nil {
+			t.Fatalf("Begin after a Peek: %v", err)
+		}
+		if r, found, err := b.Peek("tg"); err != nil || !found || r.HeldBy != a.Identity() || r.Revision != 1 {
+			t.Errorf("Peek while held: got HeldBy %q revision %d found %v (%v), want %s, 1, found", r.HeldBy, r.Revision, found, err, a.Identity())
+		}
+		if err := e.seen(a.Confirm("tg", pa, attempt("pushed", e.clock.Now()))); err != nil {
+			t.Errorf("Confirm after Peeks: %v", err)
+		}
+	}},
+
 	{"a late push marks the record suspect; the next push clears it", func(t *testing.T, e *env) {
 		a, b := e.store(t, "web-1"), e.store(t, "web-2")
 		pa := pushedOf(a, 1, e.clock.Now())
