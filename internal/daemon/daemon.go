@@ -131,10 +131,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	d.haMode = cfg.HA.Mode
-	if cfg.HA.Enabled() {
-		d.log.Info("ha.mode vault: state and leases are shared through Vault; state.path is not used",
-			"mount", cfg.HA.Mount, "path", cfg.HA.Path)
-	} else {
+	if !cfg.HA.Enabled() { // else sharedState (per configuration) logs where the state is
 		if d.local, err = state.Open(cfg.State.Path); err != nil {
 			return fmt.Errorf("open state: %w", err)
 		}

@@ -16,7 +16,7 @@ func sharedState(cfg config.HA, vc *vault.Client, log *slog.Logger) (rotate.Stat
 	if err != nil {
 		return nil, err
 	}
-	log.Info("ha: records and leases shared through Vault", "identity", st.Identity(),
+	log.Info("ha: records and leases shared through Vault; state.path is not used", "identity", st.Identity(),
 		"mount", cfg.Mount, "path", cfg.Path, "lease_ttl", cfg.LeaseTTL.D().String())
 	return st, nil
 }

@@ -127,7 +127,7 @@ func (s *Store) SettingMACs(id, provider string, settings map[string]string) map
 
 // random returns 32 random bytes (crypto/rand.Read does not fail).
 func random() []byte {
-	b := make([]byte, 32)
+	b := make([]byte, state.KeySize)
 	_, _ = rand.Read(b)
 	return b
 }

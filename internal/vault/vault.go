@@ -59,7 +59,8 @@ const (
 	OpMetadata = "metadata"
 	// ResultOK is a request that succeeded.
 	ResultOK = "ok"
-	// ResultError is any failed request, a 404 included.
+	// ResultError is any failed request, a 404 included, except ReadDoc's:
+	// a document not written yet is an expected answer there (ResultOK).
 	ResultError = "error"
 )
 
