@@ -347,7 +347,7 @@ func printSummary(w io.Writer, rep rotate.Report) {
 		case rotate.ResultFailed:
 			outcome = "failed: " + oneLine(o.Error)
 		case rotate.ResultWouldPush:
-			outcome += " (changes: " + strings.Join(o.Changed, ", ") + ")"
+			outcome += " (" + wouldPush(o) + ")"
 		case rotate.ResultPushed:
 			outcome += " (" + strings.Join(o.Settings, ", ") + ")"
 		}
@@ -364,6 +364,22 @@ func printSummary(w io.Writer, rep rotate.Report) {
 		parts = []string{"nothing selected"}
 	}
 	fmt.Fprintf(w, "%d integration(s): %s\n", len(rep.Outcomes), strings.Join(parts, ", "))
+}
+
+// wouldPush says why a dry run would push: the settings that changed, and
+// why Hood may hold other settings than the last confirmed push.
+func wouldPush(o rotate.Outcome) string {
+	var why []string
+	if len(o.Changed) > 0 {
+		why = append(why, "changes: "+strings.Join(o.Changed, ", "))
+	}
+	if o.Doubt != "" {
+		why = append(why, "Hood may hold other settings: "+o.Doubt)
+	}
+	if len(why) == 0 {
+		return "forced"
+	}
+	return strings.Join(why, "; ")
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -190,15 +190,17 @@ func (m *Metrics) ObservePass(rep rotate.Report) {
 		}
 		m.track(o.Name, o.Provider)
 		m.rotations.WithLabelValues(o.Name, o.Provider, string(o.Result)).Inc()
-		switch o.Result {
-		case rotate.ResultPushed, rotate.ResultUnchanged:
+		switch {
+		case o.Result == rotate.ResultFailed:
+			m.consecutiveFailures.WithLabelValues(o.Name).Inc()
+		case o.Confirmed != nil:
+			// Pushed, or unchanged from a confirmed push with nothing in
+			// doubt: only these clear a failure.
 			m.lastSuccess.WithLabelValues(o.Name, o.Provider).Set(unixSeconds(rep.Finished))
 			m.consecutiveFailures.WithLabelValues(o.Name).Set(0)
 			if o.Result == rotate.ResultPushed {
 				m.secretVersion.WithLabelValues(o.Name).Set(float64(o.VaultVersion))
 			}
-		case rotate.ResultFailed:
-			m.consecutiveFailures.WithLabelValues(o.Name).Inc()
 		}
 	}
 }

@@ -94,16 +94,20 @@ func (b *statusBook) record(rep rotate.Report) {
 		if o.VaultVersion > 0 {
 			st.VaultVersion = o.VaultVersion
 		}
-		if o.Result == rotate.ResultFailed {
+		switch {
+		case o.Result == rotate.ResultFailed:
 			st.LastError = o.Error
 			st.TraceID = o.TraceID
 			st.ConsecutiveFailures++
-			continue
+		case o.Confirmed != nil:
+			// Only a confirmed push of the current settings clears a
+			// failure: an unchanged that is not one (another rotator holds
+			// the integration) leaves it as it was.
+			done := rep.Finished
+			st.LastSuccess = &done
+			st.LastError, st.TraceID = "", ""
+			st.ConsecutiveFailures = 0
 		}
-		done := rep.Finished
-		st.LastSuccess = &done
-		st.LastError, st.TraceID = "", ""
-		st.ConsecutiveFailures = 0
 	}
 }
 

@@ -100,8 +100,8 @@ func (s *Store) Confirm(name string, p state.Pushed, a state.Attempt) error {
 
 // Fail records a failed push (state.Record.ApplyFail) and releases the
 // lease, as Confirm does.
-func (s *Store) Fail(name string, p *state.Pushed, a state.Attempt) error {
-	return s.finish("fail", name, func(r *state.Record) { r.ApplyFail(p, a) })
+func (s *Store) Fail(name string, f state.Failure) error {
+	return s.finish("fail", name, func(r *state.Record) { r.ApplyFail(f) })
 }
 
 // finish writes the outcome of a push begun by this store and releases the

@@ -108,7 +108,7 @@ var scenarios = []struct {
 		}
 		wantNotHolder(t, "Fence of the old holder", e.seen(a.Fence("tg")))
 		wantNotHolder(t, "Confirm of the old holder", e.seen(a.Confirm("tg", pa, attempt("pushed", e.clock.Now()))))
-		wantNotHolder(t, "Fail of the old holder", e.seen(a.Fail("tg", &pa, attempt("failed", e.clock.Now()))))
+		wantNotHolder(t, "Fail of the old holder", e.seen(a.Fail("tg", state.Failure{Rejected: &pa, Attempt: attempt("failed", e.clock.Now())})))
 		d, v := e.doc(t, "tg")
 		if v != 2 || d.Holder != b.Identity() || d.Record.Confirmed != nil || !bytes.Equal(d.Record.Pending.Fingerprint, pb.Fingerprint) {
 			t.Errorf("the old holder wrote: got version %d holder %q confirmed %v", v, d.Holder, d.Record.Confirmed)
@@ -264,7 +264,7 @@ var scenarios = []struct {
 		if err := e.seen(a.Confirm("tg", good, attempt("rolled back", e.clock.Now()))); err != nil {
 			t.Fatalf("rollback Confirm: %v", err)
 		}
-		if err := e.seen(a.Fail("tg", &bad, attempt("failed", e.clock.Now()))); err != nil {
+		if err := e.seen(a.Fail("tg", state.Failure{Rejected: &bad, Attempt: attempt("failed", e.clock.Now())})); err != nil {
 			t.Fatalf("Fail after the rollback: %v", err)
 		}
 		d, v := e.doc(t, "tg")
@@ -275,7 +275,7 @@ var scenarios = []struct {
 		}
 		// The outcome window closes with the next read.
 		get(t, a, "tg")
-		wantNotHolder(t, "Fail after a new Get", e.seen(a.Fail("tg", &bad, attempt("failed", e.clock.Now()))))
+		wantNotHolder(t, "Fail after a new Get", e.seen(a.Fail("tg", state.Failure{Rejected: &bad, Attempt: attempt("failed", e.clock.Now())})))
 		wantNotHolder(t, "Fence after the release", e.seen(a.Fence("tg")))
 	}},
 

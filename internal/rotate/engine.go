@@ -94,22 +94,31 @@ var ErrStopping = errors.New("not pushed: shutting down")
 // Outcome is what happened to one integration in a pass. It never holds a
 // secret value: Err's text is built from names and paths only.
 type Outcome struct {
-	Name         string        `json:"name"`
-	ID           string        `json:"id"`
-	Provider     string        `json:"provider"`
-	VaultPath    string        `json:"vault_path"`
-	VaultVersion int           `json:"vault_version"`
-	Result       Result        `json:"result"`
-	Error        string        `json:"error,omitempty"`
-	TraceID      string        `json:"trace_id,omitempty"`
-	Settings     []string      `json:"settings,omitempty"` // names of the settings pushed (or to push)
-	Warnings     []string      `json:"warnings,omitempty"`
-	Reason       string        `json:"reason,omitempty"`  // why unchanged
-	Changed      []string      `json:"changed,omitempty"` // setting names whose value differs from the last confirmed push
-	RolledBack   bool          `json:"rolled_back,omitempty"`
-	Started      time.Time     `json:"started"`
-	Duration     time.Duration `json:"duration_ns"`
-	Err          error         `json:"-"`
+	Name         string   `json:"name"`
+	ID           string   `json:"id"`
+	Provider     string   `json:"provider"`
+	VaultPath    string   `json:"vault_path"`
+	VaultVersion int      `json:"vault_version"`
+	Result       Result   `json:"result"`
+	Error        string   `json:"error,omitempty"`
+	TraceID      string   `json:"trace_id,omitempty"`
+	Settings     []string `json:"settings,omitempty"` // names of the settings pushed (or to push)
+	Warnings     []string `json:"warnings,omitempty"`
+	Reason       string   `json:"reason,omitempty"` // why unchanged
+	// Doubt is why Hood may hold settings other than the last confirmed
+	// push (an unconfirmed push may have landed, the last attempt failed):
+	// the reason a push is made, or would be, even for unchanged settings.
+	Doubt string `json:"doubt,omitempty"`
+	// Confirmed is when a push of the settings reported was last confirmed:
+	// set for pushed, and for unchanged when the settings equal a confirmed
+	// push with nothing in doubt since. Only such an outcome clears an
+	// integration's failure (an unchanged held by another rotator does not).
+	Confirmed  *time.Time    `json:"confirmed_at,omitempty"`
+	Changed    []string      `json:"changed,omitempty"` // setting names whose value differs from the last confirmed push
+	RolledBack bool          `json:"rolled_back,omitempty"`
+	Started    time.Time     `json:"started"`
+	Duration   time.Duration `json:"duration_ns"`
+	Err        error         `json:"-"`
 
 	recorded bool // the attempt is in the state already
 }
@@ -275,13 +284,18 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 			SettingMACs: e.state.SettingMACs(in.ID, in.Provider, plain),
 			VaultPath:   o.VaultPath, VaultVersion: r.kv.Version,
 		}
-		if why, err := decide(rec, p, req); err != nil {
+		v, err := decide(rec, p, req)
+		switch {
+		case err != nil:
 			o.Err = err
 			continue
-		} else if why != "" {
-			o.Result, o.Reason = ResultUnchanged, why
+		case v.unchanged != "":
+			o.Result, o.Reason = ResultUnchanged, v.unchanged
+			at := rec.Confirmed.At
+			o.Confirmed = &at
 			continue
 		}
+		o.Doubt = v.doubt
 		o.Changed = changed(rec.Confirmed, p)
 		if req.DryRun {
 			o.Result = ResultWouldPush
@@ -347,6 +361,9 @@ func (e *Engine) logOutcome(log *slog.Logger, o Outcome) {
 	}
 	if o.Reason != "" {
 		attrs = append(attrs, "reason", o.Reason)
+	}
+	if o.Doubt != "" {
+		attrs = append(attrs, "doubt", o.Doubt)
 	}
 	log.Info("integration done", append(attrs, "settings", o.Settings)...)
 }

@@ -78,9 +78,9 @@ func (s *sharedState) Confirm(name string, p state.Pushed, a state.Attempt) erro
 	return s.confirmErr
 }
 
-func (s *sharedState) Fail(name string, p *state.Pushed, a state.Attempt) error {
+func (s *sharedState) Fail(name string, f state.Failure) error {
 	s.called("fail")
-	return s.Store.Fail(name, p, a)
+	return s.Store.Fail(name, f)
 }
 
 func (s *sharedState) Note(name string, a state.Attempt) error {

@@ -74,18 +74,20 @@ func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, j
 	wg.Wait()
 }
 
+// Why an unconfirmed push may have reached Hood (state.Doubt.Why).
+const (
+	whyVerifyFailed = "a push failed verification and was kept"
+	whyUnverified   = "a push reached Hood but could not be verified"
+	whyAnswerLost   = "a push failed after it may have reached Hood"
+	whyRollback     = "a rollback failed after it may have reached Hood"
+)
+
 // pushOne checks the live integration, pushes, verifies and, when the
-// verification fails and the integration asks for it, rolls back.
+// verification fails and the integration asks for it, rolls back. Every
+// outcome but a confirmation records what may have reached Hood, so that
+// the next pass knows Hood's settings are unknown.
 func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j job, o *Outcome) {
 	in := j.in
-	attempt := func(result Result, err error) state.Attempt {
-		a := state.Attempt{At: e.now(), Trigger: string(req.Trigger), Result: string(result), VaultVersion: j.pushed.VaultVersion, Settings: o.Settings}
-		if err != nil {
-			a.Error = err.Error()
-			a.TraceID = traceID(err)
-		}
-		return a
-	}
 	rec := func(event, result string, err error, version int) audit.Record {
 		r := audit.Record{
 			Time: e.now(), Event: event, Trigger: string(req.Trigger), Caller: req.Caller,
@@ -97,18 +99,27 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		}
 		return r
 	}
-	fail := func(err error) {
+	// fail records the failure; landed are the pushes that may have
+	// reached Hood, rejected the one whose verification failed.
+	fail := func(err error, rejected *state.Pushed, landed ...state.Doubt) {
 		o.Err, o.recorded = err, true
-		if serr := e.state.Fail(in.Name, nil, attempt(ResultFailed, err)); serr != nil {
+		f := state.Failure{Attempt: e.attempt(req, j.pushed.VaultVersion, o.Settings, ResultFailed, err), Rejected: rejected, Unconfirmed: landed}
+		if serr := e.state.Fail(in.Name, f); serr != nil {
 			o.Warnings = append(o.Warnings, "state not saved: "+serr.Error())
 		}
 	}
+	doubt := func(why string) state.Doubt {
+		d := state.Doubt{Pushed: j.pushed, Why: why}
+		d.At = e.now()
+		return d
+	}
 
 	// Durably note the push before making it: a crash from here on leaves
-	// the last confirmed push unchanged, so the next start pushes again. A
-	// shared state takes the lease here, on the record version the decision
-	// was made on, before any Hood request: of several rotators that decided
-	// on the same change, the ones that lose make no Hood request at all.
+	// it Pending, so the next pass knows Hood may hold it and pushes again.
+	// A shared state takes the lease here, on the record version the
+	// decision was made on, before any Hood request: of several rotators
+	// that decided on the same change, the ones that lose make no Hood
+	// request at all.
 	if err := e.state.Begin(in.Name, in.ID, in.Provider, j.rec.Revision, j.pushed); err != nil {
 		if errors.Is(err, state.ErrNotHolder) {
 			// Another rotator wrote the record since it was read: it
@@ -122,7 +133,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	}
 	live, err := e.preflight(ctx, token, in, j.built)
 	if err != nil {
-		fail(err) // releases a shared state's lease
+		fail(err, nil) // releases a shared state's lease
 		return
 	}
 	err = e.fencedPatch(ctx, token, in, j.built.Settings, o)
@@ -134,58 +145,83 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		e.log.Warn("lease lost before the PATCH: not pushed", "integration", in.Name, "error", err.Error())
 		return
 	case errors.As(err, &unsent):
-		fail(fmt.Errorf("extend the lease before the push: %w", unsent.error))
+		fail(fmt.Errorf("extend the lease before the push: %w", unsent.error), nil)
 		return
 	case errors.Is(err, ErrUnverified): // pushed; the lease could not be extended for the read-back
 		e.writeAudit(o, rec("push", "ok", nil, j.pushed.VaultVersion))
 		e.writeAudit(o, rec("verify", "unknown", err, j.pushed.VaultVersion))
-		fail(err)
+		fail(err, nil, doubt(whyUnverified))
 		return
 	case err != nil:
 		e.writeAudit(o, rec("push", "failed", err, j.pushed.VaultVersion))
-		fail(err)
+		if hood.MayHaveLanded(err) {
+			fail(err, nil, doubt(whyAnswerLost))
+		} else {
+			fail(err, nil)
+		}
 		return
 	}
 	e.writeAudit(o, rec("push", "ok", nil, j.pushed.VaultVersion))
 
 	verr := e.verify(ctx, token, in, live)
-	if errors.Is(verr, ErrUnverified) {
+	switch {
+	case errors.Is(verr, ErrUnverified):
 		e.writeAudit(o, rec("verify", "unknown", verr, j.pushed.VaultVersion))
-		fail(verr) // not confirmed, not marked failed: the next pass tries again
+		fail(verr, nil, doubt(whyUnverified)) // not marked failed: the next pass tries again
 		return
-	}
-	if verr == nil {
+	case verr == nil:
 		e.writeAudit(o, rec("verify", "ok", nil, j.pushed.VaultVersion))
-		p := j.pushed
-		p.At = e.now()
-		if err := e.state.Confirm(in.Name, p, attempt(ResultPushed, nil)); errors.Is(err, state.ErrNotHolder) {
-			// The lease expired and another rotator took it: it pushes the
-			// same settings again.
-			o.Warnings = append(o.Warnings, "pushed, but the lease was lost before the confirmation: "+err.Error())
-		} else if err != nil {
-			o.Warnings = append(o.Warnings, "pushed, but the state was not saved: "+err.Error())
-		}
-		o.Result = ResultPushed
+		e.confirm(req, j, o)
 		return
 	}
 	e.writeAudit(o, rec("verify", "failed", verr, j.pushed.VaultVersion))
 	bad := j.pushed
 	bad.At = e.now()
-	o.Err = verr
-	if in.OnVerifyFailure == "rollback" {
-		if rerr := e.rollback(ctx, token, j, live, o); rerr != nil {
-			o.Err = fmt.Errorf("%w; rollback failed: %w", verr, rerr)
-			e.writeAudit(o, rec("rollback", "failed", rerr, versionOf(j.rec.Confirmed)))
-		} else {
-			o.RolledBack = true
-			o.Err = fmt.Errorf("%w; rolled back to version %d", verr, versionOf(j.rec.Confirmed))
-			e.writeAudit(o, rec("rollback", "ok", nil, versionOf(j.rec.Confirmed)))
-		}
+	if in.OnVerifyFailure != "rollback" {
+		fail(verr, &bad, doubt(whyVerifyFailed))
+		return
 	}
-	o.recorded = true
-	if err := e.state.Fail(in.Name, &bad, attempt(ResultFailed, o.Err)); err != nil {
-		o.Warnings = append(o.Warnings, "state not saved: "+err.Error())
+	landed, rerr := e.rollback(ctx, token, j, live, o)
+	if rerr == nil {
+		// Hood holds the confirmed rollback: the bad push is no doubt.
+		o.RolledBack = true
+		e.writeAudit(o, rec("rollback", "ok", nil, versionOf(j.rec.Confirmed)))
+		fail(fmt.Errorf("%w; rolled back to version %d", verr, versionOf(j.rec.Confirmed)), &bad)
+		return
 	}
+	e.writeAudit(o, rec("rollback", "failed", rerr, versionOf(j.rec.Confirmed)))
+	doubts := []state.Doubt{doubt(whyVerifyFailed)}
+	if landed != nil {
+		doubts = append(doubts, *landed)
+	}
+	fail(fmt.Errorf("%w; rollback failed: %w", verr, rerr), &bad, doubts...)
+}
+
+// confirm records a push whose verification passed.
+func (e *Engine) confirm(req Request, j job, o *Outcome) {
+	p := j.pushed
+	p.At = e.now()
+	if err := e.state.Confirm(j.in.Name, p, e.attempt(req, p.VaultVersion, o.Settings, ResultPushed, nil)); errors.Is(err, state.ErrNotHolder) {
+		// The lease expired and another rotator took it: it pushes the
+		// same settings again.
+		o.Warnings = append(o.Warnings, "pushed, but the lease was lost before the confirmation: "+err.Error())
+	} else if err != nil {
+		// The push stays Pending in the state: the next pass pushes again.
+		o.Warnings = append(o.Warnings, "pushed, but the state was not saved: "+err.Error())
+	}
+	o.Result = ResultPushed
+	at := p.At
+	o.Confirmed = &at
+}
+
+// attempt is the history entry of a push.
+func (e *Engine) attempt(req Request, version int, settings []string, result Result, err error) state.Attempt {
+	a := state.Attempt{At: e.now(), Trigger: string(req.Trigger), Result: string(result), VaultVersion: version, Settings: settings}
+	if err != nil {
+		a.Error = err.Error()
+		a.TraceID = traceID(err)
+	}
+	return a
 }
 
 func versionOf(p *state.Pushed) int {
@@ -292,38 +328,25 @@ func (e *Engine) verify(ctx context.Context, token secret.Value, in config.Integ
 
 // rollback pushes the last known-good settings again: the Vault KV version
 // recorded as last confirmed, read from Vault (never from the state file),
-// built with the integration's current mapping, then verified.
-func (e *Engine) rollback(ctx context.Context, token secret.Value, j job, live *hood.Integration, o *Outcome) error {
+// built with the integration's current mapping, then verified. landed is
+// the rollback's push when it failed after its PATCH may have reached Hood.
+func (e *Engine) rollback(ctx context.Context, token secret.Value, j job, live *hood.Integration, o *Outcome) (landed *state.Doubt, err error) {
 	good := j.rec.Confirmed
 	switch {
 	case good == nil:
-		return errors.New("no earlier confirmed push to roll back to")
+		return nil, errors.New("no earlier confirmed push to roll back to")
 	case j.in.Source.KVVersion != 2 || good.VaultVersion == 0:
-		return errors.New("KV v1 keeps no versions to roll back to")
+		return nil, errors.New("KV v1 keeps no versions to roll back to")
 	case good.VaultPath != o.VaultPath:
-		return fmt.Errorf("the last good push came from %s, not %s", good.VaultPath, o.VaultPath)
+		return nil, fmt.Errorf("the last good push came from %s, not %s", good.VaultPath, o.VaultPath)
 	}
 	kv, err := e.vault.ReadKVVersion(ctx, j.in.Source.Mount, j.in.Source.Path, good.VaultVersion)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := BuildSettings(j.in, kv)
 	if err != nil {
-		return fmt.Errorf("version %d: %w", good.VaultVersion, err)
-	}
-	// With a shared state: no lease, no rollback PATCH.
-	var lost leaseLost
-	var unsent notPushed
-	switch err := e.fencedPatch(ctx, token, j.in, b.Settings, o); {
-	case errors.As(err, &lost):
-		return fmt.Errorf("rollback not pushed: %w", lost.error)
-	case errors.As(err, &unsent):
-		return fmt.Errorf("rollback not pushed: %w", unsent.error)
-	case err != nil:
-		return err
-	}
-	if err := e.verify(ctx, token, j.in, live); err != nil {
-		return fmt.Errorf("after rolling back: %w", err)
+		return nil, fmt.Errorf("version %d: %w", good.VaultVersion, err)
 	}
 	plain := reveal(b.Settings)
 	p := state.Pushed{
@@ -331,10 +354,37 @@ func (e *Engine) rollback(ctx context.Context, token secret.Value, j job, live *
 		SettingMACs:  e.state.SettingMACs(j.in.ID, j.in.Provider, plain),
 		VaultPath:    o.VaultPath,
 		VaultVersion: good.VaultVersion,
-		At:           e.now(),
 	}
+	doubt := func() *state.Doubt {
+		d := state.Doubt{Pushed: p, Why: whyRollback}
+		d.At = e.now()
+		return &d
+	}
+	// With a shared state: no lease, no rollback PATCH.
+	var lost leaseLost
+	var unsent notPushed
+	switch err := e.fencedPatch(ctx, token, j.in, b.Settings, o); {
+	case errors.As(err, &lost):
+		return nil, fmt.Errorf("rollback not pushed: %w", lost.error)
+	case errors.As(err, &unsent):
+		return nil, fmt.Errorf("rollback not pushed: %w", unsent.error)
+	case errors.Is(err, ErrUnverified):
+		return doubt(), err
+	case err != nil && hood.MayHaveLanded(err):
+		return doubt(), err
+	case err != nil:
+		return nil, err
+	}
+	if err := e.verify(ctx, token, j.in, live); err != nil {
+		return doubt(), fmt.Errorf("after rolling back: %w", err)
+	}
+	p.At = e.now()
 	a := state.Attempt{At: e.now(), Trigger: "rollback", Result: "rolled back", VaultVersion: good.VaultVersion, Settings: b.Names()}
-	return e.state.Confirm(j.in.Name, p, a)
+	if err := e.state.Confirm(j.in.Name, p, a); err != nil {
+		// Hood holds the rollback, but the state does not say so.
+		return doubt(), fmt.Errorf("rolled back, but the state was not saved: %w", err)
+	}
+	return nil, nil
 }
 
 func stopped(stop <-chan struct{}) bool {

@@ -25,7 +25,7 @@ type State interface {
 	Get(name string) (state.Record, bool, error)
 	Begin(name, id, provider string, revision int, p state.Pushed) error
 	Confirm(name string, p state.Pushed, a state.Attempt) error
-	Fail(name string, p *state.Pushed, a state.Attempt) error
+	Fail(name string, f state.Failure) error
 	Note(name string, a state.Attempt) error
 	Fingerprint(id, provider string, settings map[string]string) []byte
 	SettingMACs(id, provider string, settings map[string]string) map[string][]byte
@@ -35,36 +35,51 @@ type State interface {
 // settings whose verification already failed.
 var ErrVerifyFailedBefore = fmt.Errorf("these settings failed verification before")
 
-// decide applies change detection to one integration: a non-empty reason
-// means unchanged (no Hood call); an error means refused.
+// verdict is change detection's answer for one integration.
+type verdict struct {
+	// unchanged, when not empty, is why no push is needed (no Hood call).
+	unchanged string
+	// doubt, when not empty, is why Hood may hold settings other than the
+	// last confirmed push: the settings are pushed even if they equal it.
+	doubt string
+}
+
+// decide applies change detection to one integration; an error means
+// refused. The record, not a guess, says what Hood may hold:
 //
-//   - Settings equal to the last confirmed push: unchanged, unless forced.
+//   - Unchanged only when the settings equal the last confirmed push and
+//     nothing unconfirmed may have reached Hood since (Record.HoodMayDiffer)
+//     and the last attempt did not fail: a failure stays until a push of the
+//     current settings is confirmed.
 //   - Forced, but the last confirmed push of these very settings happened
-//     after the request arrived (NotBefore): unchanged; that push served it.
+//     after the request arrived (NotBefore), with no doubt since:
+//     unchanged; that push served it.
 //   - Not forced, and these settings already failed verification: refused
 //     until the secret changes or a pass is forced (no retry loop).
 //   - Not forced, and the KV version is older than the last pushed one from
 //     the same secret: refused (ErrDowngrade).
-func decide(rec state.Record, p state.Pushed, req Request) (string, error) {
+func decide(rec state.Record, p state.Pushed, req Request) (verdict, error) {
 	c := rec.Confirmed
-	// A suspect record (a late PATCH of a rotator that had lost its lease
-	// may have overwritten the confirmed push) is pushed again.
-	same := c != nil && bytes.Equal(c.Fingerprint, p.Fingerprint) && !rec.Suspect
+	doubt := rec.HoodMayDiffer()
+	if a, failed := rec.LastFailed(); failed && doubt == "" {
+		doubt = fmt.Sprintf("the last attempt failed at %s and no push has been confirmed since", stamp(a.At))
+	}
+	same := c != nil && bytes.Equal(c.Fingerprint, p.Fingerprint) && doubt == ""
 	switch {
 	case same && !req.Force:
-		return fmt.Sprintf("settings equal to the push confirmed at %s", stamp(c.At)), nil
+		return verdict{unchanged: fmt.Sprintf("settings equal to the push confirmed at %s", stamp(c.At))}, nil
 	case same && !req.NotBefore.IsZero() && !c.At.Before(req.NotBefore):
-		return fmt.Sprintf("already pushed at %s, after this request arrived", stamp(c.At)), nil
+		return verdict{unchanged: fmt.Sprintf("already pushed at %s, after this request arrived", stamp(c.At))}, nil
 	case req.Force:
-		return "", nil
+		return verdict{doubt: doubt}, nil
 	case rec.Failed != nil && bytes.Equal(rec.Failed.Fingerprint, p.Fingerprint):
-		return "", fmt.Errorf("%w (version %d, at %s): not pushed again on a schedule until the secret changes; force a pass to retry",
+		return verdict{}, fmt.Errorf("%w (version %d, at %s): not pushed again on a schedule until the secret changes; force a pass to retry",
 			ErrVerifyFailedBefore, rec.Failed.VaultVersion, stamp(rec.Failed.At))
 	case c != nil && c.VaultPath == p.VaultPath && p.VaultVersion > 0 && p.VaultVersion < c.VaultVersion:
-		return "", fmt.Errorf("%w: %s is at version %d, version %d was pushed; force a pass to push it anyway",
+		return verdict{}, fmt.Errorf("%w: %s is at version %d, version %d was pushed; force a pass to push it anyway",
 			ErrDowngrade, p.VaultPath, p.VaultVersion, c.VaultVersion)
 	}
-	return "", nil
+	return verdict{doubt: doubt}, nil
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -109,6 +109,29 @@ type Pushed struct {
 	At           time.Time         `json:"at"`
 }
 
+// MaxUnconfirmed is the number of unconfirmed pushes a Record keeps; older
+// ones are dropped (one is enough to push again).
+const MaxUnconfirmed = 5
+
+// Doubt is a push that may have reached Hood without being confirmed. Why
+// holds names and metadata, never a value.
+type Doubt struct {
+	Pushed
+	Why string `json:"why"`
+}
+
+// Failure is the outcome of a push that was not confirmed.
+type Failure struct {
+	Attempt Attempt
+	// Rejected is a push whose verification failed: Hood took it and says
+	// its credentials do not work. A scheduled pass does not push the same
+	// settings again. Nil otherwise.
+	Rejected *Pushed
+	// Unconfirmed are the pushes of this attempt that reached Hood, or may
+	// have (the push itself, a rollback), without being confirmed.
+	Unconfirmed []Doubt
+}
+
 // Attempt is one pass's outcome for an integration. It holds names and
 // metadata, never a value; Error must not contain one either.
 type Attempt struct {
@@ -136,6 +159,13 @@ type Record struct {
 	// It is written before the request to Hood, so after a crash it tells
 	// that Hood may hold settings that were never confirmed.
 	Pending *Pushed `json:"pending,omitempty"`
+	// Unconfirmed lists the pushes since Confirmed whose PATCH reached Hood,
+	// or may have, without being confirmed: a verification that failed or
+	// gave no verdict, a rollback that failed, a PATCH whose answer was
+	// lost, an interrupted push. While it is not empty, Hood may hold any of
+	// them rather than Confirmed, so settings equal to Confirmed are pushed
+	// again. A confirmation clears it. Newest last, at most MaxUnconfirmed.
+	Unconfirmed []Doubt `json:"unconfirmed,omitempty"`
 	// Suspect: a PATCH made by a rotator that had lost its lease (ha.mode
 	// vault; it was paused or slow with the request on the wire) may have
 	// reached Hood after Confirmed was pushed, so Hood may hold older
@@ -584,8 +614,8 @@ func (s *Store) Confirm(name string, p Pushed, a Attempt) error {
 
 // Fail records a failed push (Record.ApplyFail). A missing record is
 // created.
-func (s *Store) Fail(name string, p *Pushed, a Attempt) error {
-	return s.update("fail", name, func(r *Record) { r.ApplyFail(p, a) })
+func (s *Store) Fail(name string, f Failure) error {
+	return s.update("fail", name, func(r *Record) { r.ApplyFail(f) })
 }
 
 // Note appends a to the history and changes nothing else: an unchanged
@@ -647,29 +677,86 @@ func decode(v []byte, r *Record) error {
 // shared by the local Store and internal/ha's shared store. They set neither
 // Name nor Updated: the store does.
 
-// ApplyBegin sets ID, Provider and Pending: a push of p is starting.
+// ApplyBegin sets ID, Provider and Pending: a push of p is starting. A
+// Pending push still there was interrupted (a crash between its PATCH and
+// its outcome): it may have reached Hood, so it moves to Unconfirmed.
 func (r *Record) ApplyBegin(id, provider string, p Pushed) {
 	r.ID, r.Provider = id, provider
+	if r.Pending != nil {
+		r.addDoubt(Doubt{Pushed: *r.Pending, Why: WhyInterrupted})
+	}
 	r.Pending = pushed(p)
 }
+
+// WhyInterrupted is the Doubt of a push whose outcome was never recorded.
+const WhyInterrupted = "a push was interrupted before its outcome was recorded"
 
 // ApplyConfirm records that Hood confirmed the push p and its verification
 // passed: Confirmed becomes p, Pending and Failed are cleared and a is
 // appended to the history.
 func (r *Record) ApplyConfirm(p Pushed, a Attempt) {
 	r.Confirmed, r.Pending, r.Failed, r.Suspect = pushed(p), nil, nil, false
+	r.Unconfirmed = nil
 	r.addAttempt(a)
 }
 
-// ApplyFail records a failed push: Failed becomes p when p is not nil (a
-// push whose verification failed), Pending is cleared and a is appended to
-// the history. Confirmed is kept.
-func (r *Record) ApplyFail(p *Pushed, a Attempt) {
-	if p != nil {
-		r.Failed = pushed(*p)
+// ApplyFail records a failed push: Failed becomes f.Rejected when it is not
+// nil, f.Unconfirmed are added to Unconfirmed, Pending is cleared and
+// f.Attempt is appended to the history. Confirmed is kept.
+func (r *Record) ApplyFail(f Failure) {
+	if f.Rejected != nil {
+		r.Failed = pushed(*f.Rejected)
+	}
+	for _, d := range f.Unconfirmed {
+		r.addDoubt(d)
 	}
 	r.Pending = nil
-	r.addAttempt(a)
+	r.addAttempt(f.Attempt)
+}
+
+// HoodMayDiffer says why Hood may hold settings other than Confirmed: an
+// unconfirmed push (the newest), an interrupted one, or a late push of
+// another rotator (Suspect). It is "" when nothing unconfirmed may have
+// landed since the last confirmed push. A Pending push counts: the caller
+// skips a record whose lease another rotator holds (HeldBy) before asking.
+func (r Record) HoodMayDiffer() string {
+	switch {
+	case r.Pending != nil:
+		return describe(Doubt{Pushed: *r.Pending, Why: WhyInterrupted})
+	case len(r.Unconfirmed) > 0:
+		return describe(r.Unconfirmed[len(r.Unconfirmed)-1])
+	case r.Suspect:
+		return "a push of another rotator, made after it had lost its lease, may have overwritten the confirmed one"
+	}
+	return ""
+}
+
+func describe(d Doubt) string {
+	what := "settings"
+	if d.VaultVersion > 0 {
+		what = fmt.Sprintf("version %d", d.VaultVersion)
+	}
+	if d.At.IsZero() {
+		return fmt.Sprintf("%s (%s)", d.Why, what)
+	}
+	return fmt.Sprintf("%s (%s, at %s)", d.Why, what, d.At.UTC().Format(time.RFC3339))
+}
+
+// LastFailed reports whether the newest attempt of the history failed.
+func (r Record) LastFailed() (Attempt, bool) {
+	if n := len(r.History); n > 0 && r.History[n-1].Result == "failed" {
+		return r.History[n-1], true
+	}
+	return Attempt{}, false
+}
+
+// addDoubt appends d to Unconfirmed, keeping the last MaxUnconfirmed.
+func (r *Record) addDoubt(d Doubt) {
+	d.At = d.At.UTC()
+	r.Unconfirmed = append(r.Unconfirmed, d)
+	if n := len(r.Unconfirmed); n > MaxUnconfirmed {
+		r.Unconfirmed = slices.Clone(r.Unconfirmed[n-MaxUnconfirmed:])
+	}
 }
 
 // ApplyNote appends a to the history, keeping the last MaxHistory attempts.

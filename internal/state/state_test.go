@@ -436,10 +436,10 @@ func TestRecordSemantics(t *testing.T) {
 	fail := func(v int) step {
 		return func(s *state.Store) error {
 			if v == 0 {
-				return s.Fail("twilio", nil, attempt("failed"))
+				return s.Fail("twilio", state.Failure{Attempt: attempt("failed")})
 			}
 			p := pushed(v)
-			return s.Fail("twilio", &p, attempt("failed"))
+			return s.Fail("twilio", state.Failure{Rejected: &p, Attempt: attempt("failed")})
 		}
 	}
 	note := func(result string) step {
@@ -667,7 +667,7 @@ func TestNoValueInFile(t *testing.T) {
 		func() error { return s.Begin("twilio", "1161", "twilio_sms", 0, p) },
 		func() error { return s.Confirm("twilio", p, attempt("pushed")) },
 		func() error { return s.Begin("twilio", "1161", "twilio_sms", 0, p) },
-		func() error { return s.Fail("twilio", &p, attempt("failed")) },
+		func() error { return s.Fail("twilio", state.Failure{Rejected: &p, Attempt: attempt("failed")}) },
 		func() error { return s.Begin("twilio", "1161", "twilio_sms", 0, p) },
 	}
 	for i, step := range steps {

@@ -22,6 +22,12 @@ type Fault struct {
 	Hang         bool          // never answer: block until the client gives up (request context done)
 	Reset        bool          // hijack the connection and close it without an answer
 	VerifyStatus string        // if set with Status==0: let the PATCH through, then set effective_status to this
+	// AnswerLost (PATCH only): the PATCH is applied as usual, then its
+	// answer is lost: with Status, that status is answered instead of
+	// 204 (a 5xx after the change was stored); otherwise the connection is
+	// reset (a timeout or a broken connection after the change landed). A
+	// PATCH the ordinary checks refuse is answered as usual.
+	AnswerLost bool
 
 	// Message is the error body's message for a Status answer; default: a
 	// sentence for the status, except 500, whose message is absent (as the
@@ -35,13 +41,17 @@ type Fault struct {
 // A fault with VerifyStatus (and no Status, Hang or Reset) only matches
 // PATCH requests: no other request could carry it out.
 func (f Fault) verifyOnly() bool {
-	return f.VerifyStatus != "" && f.Status == 0 && !f.Hang && !f.Reset
+	return (f.VerifyStatus != "" && f.Status == 0 && !f.Hang && !f.Reset) || f.AnswerLost
 }
 
 func (f Fault) name() string {
 	switch {
 	case f.Name != "":
 		return f.Name
+	case f.AnswerLost && f.Status != 0:
+		return "answer_lost_" + strconv.Itoa(f.Status)
+	case f.AnswerLost:
+		return "answer_lost"
 	case f.Hang:
 		return "hang"
 	case f.Reset:

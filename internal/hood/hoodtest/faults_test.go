@@ -262,3 +262,46 @@ func TestVerifyStatusFault(t *testing.T) {
 		t.Errorf("after the fault is used up: got %q, want active", got)
 	}
 }
+
+func TestAnswerLostFault(t *testing.T) {
+	tests := []struct {
+		name       string
+		fault      hoodtest.Fault
+		body       string
+		wantErr    bool // the client gets no answer
+		wantStatus int
+		wantFault  string
+		wantStored bool
+	}{
+		{"reset after the change landed", hoodtest.Fault{AnswerLost: true}, `{"settings":{"auth_token":"x"}}`, true, 0, "answer_lost", true},
+		{"500 after the change landed", hoodtest.Fault{AnswerLost: true, Status: 500}, `{"settings":{"auth_token":"x"}}`, false, 500, "answer_lost_500", true},
+		{"a refused PATCH is answered as usual", hoodtest.Fault{AnswerLost: true}, `{"settings":`, false, 400, "answer_lost", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := start(t, hoodtest.Options{})
+			s.Inject(tt.fault)
+			if _, err := get("/v1/hood/integrations/1161").do(t.Context(), newClient(t), s.URL()); err != nil {
+				t.Fatalf("GET: %v", err)
+			}
+			a, err := patch("1161", tt.body).do(t.Context(), newClient(t), s.URL())
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("PATCH error: got %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && a.status != tt.wantStatus {
+				t.Errorf("PATCH status: got %d, want %d", a.status, tt.wantStatus)
+			}
+			in, _ := s.Integration("1161")
+			if stored := in.Settings["auth_token"] == "x"; stored != tt.wantStored {
+				t.Errorf("setting stored: got %v, want %v (integration %+v)", stored, tt.wantStored, in)
+			}
+			reqs := s.Requests()
+			if got := reqs[len(reqs)-1]; got.Fault != tt.wantFault || got.Status != tt.wantStatus {
+				t.Errorf("recorded: got fault %q status %d, want %q %d", got.Fault, got.Status, tt.wantFault, tt.wantStatus)
+			}
+			if reqs[0].Fault != "" {
+				t.Errorf("the GET took the PATCH-only fault %q", reqs[0].Fault)
+			}
+		})
+	}
+}

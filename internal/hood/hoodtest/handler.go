@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strconv"
@@ -144,7 +146,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var verifyStatus string
-	if faulted {
+	if faulted && !fault.AnswerLost {
 		if answered := s.applyFault(sw, w, r, fault); answered {
 			return
 		}
@@ -185,7 +187,31 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusBadRequest, msgInvalidBody)
 		return
 	}
+	if faulted && fault.AnswerLost {
+		dropped = s.patchThenLose(sw, w, r, id, body, fault)
+		return
+	}
 	dropped = s.patchIntegration(sw, r, id, body, verifyStatus)
+}
+
+// patchThenLose applies a PATCH, then loses its answer (Fault.AnswerLost):
+// a refused PATCH is answered as usual, an applied one gets the fault's
+// status or a reset connection.
+func (s *Server) patchThenLose(sw *statusWriter, raw http.ResponseWriter, r *http.Request, id string, body []byte, f Fault) []string {
+	rec := httptest.NewRecorder()
+	dropped := s.patchIntegration(rec, r, id, body, f.VerifyStatus)
+	if rec.Code < 200 || rec.Code > 299 {
+		maps.Copy(sw.Header(), rec.Header())
+		sw.WriteHeader(rec.Code)
+		_, _ = sw.Write(rec.Body.Bytes())
+		return dropped
+	}
+	f.AnswerLost, f.VerifyStatus = false, ""
+	if f.Status == 0 {
+		f.Reset = true
+	}
+	s.applyFault(sw, raw, r, f)
+	return dropped
 }
 
 // applyFault carries out a fault; answered is false when the request goes
