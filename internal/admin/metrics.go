@@ -193,7 +193,7 @@ func (m *Metrics) ObservePass(rep rotate.Report) {
 		switch {
 		case o.Result == rotate.ResultFailed:
 			m.consecutiveFailures.WithLabelValues(o.Name).Inc()
-		case o.Confirmed != nil:
+		case o.Confirms():
 			// Pushed, or unchanged from a confirmed push with nothing in
 			// doubt: only these clear a failure.
 			m.lastSuccess.WithLabelValues(o.Name, o.Provider).Set(unixSeconds(rep.Finished))

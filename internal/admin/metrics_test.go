@@ -196,8 +196,15 @@ func TestMetricsEndpoint(t *testing.T) {
 func TestObservePass(t *testing.T) {
 	const name, prov = "a", "p"
 	out := func(r rotate.Result, version int) rotate.Outcome {
-		return rotate.Outcome{Name: name, Provider: prov, VaultVersion: version, Result: r}
+		o := rotate.Outcome{Name: name, Provider: prov, VaultVersion: version, Result: r}
+		if r == rotate.ResultUnchanged {
+			o.Confirmed = &t1 // settings equal to a confirmed push
+		}
+		return o
 	}
+	// held is an unchanged that no confirmation backs: another rotator
+	// holds the integration.
+	held := rotate.Outcome{Name: name, Provider: prov, VaultVersion: 7, Result: rotate.ResultUnchanged, Reason: "held by rotator-b"}
 	pass := func(finished time.Time, os ...rotate.Outcome) rotate.Report {
 		return rotate.Report{Trigger: rotate.TriggerSchedule, Started: finished.Add(-2 * time.Second), Finished: finished, Outcomes: os}
 	}
@@ -240,6 +247,13 @@ func TestObservePass(t *testing.T) {
 			{"rotator_last_success_timestamp_seconds", intgProv, float64(t2.Unix())},
 		}, []sample{
 			{"rotator_secret_version", intg, 0},
+		}},
+		{"an unchanged without a confirmation keeps the failures", []rotate.Report{pass(t1, out(rotate.ResultFailed, 7)), pass(t2, held)}, []sample{
+			{"rotator_rotations_total", res("failed"), 1},
+			{"rotator_rotations_total", res("unchanged"), 1},
+			{"rotator_consecutive_failures", intg, 1},
+		}, []sample{
+			{"rotator_last_success_timestamp_seconds", intgProv, 0},
 		}},
 		{"unchanged keeps the version pushed", []rotate.Report{pass(t1, out(rotate.ResultPushed, 3)), pass(t2, out(rotate.ResultUnchanged, 4))}, []sample{
 			{"rotator_secret_version", intg, 3},

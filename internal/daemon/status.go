@@ -99,7 +99,7 @@ func (b *statusBook) record(rep rotate.Report) {
 			st.LastError = o.Error
 			st.TraceID = o.TraceID
 			st.ConsecutiveFailures++
-		case o.Confirmed != nil:
+		case o.Confirms():
 			// Only a confirmed push of the current settings clears a
 			// failure: an unchanged that is not one (another rotator holds
 			// the integration) leaves it as it was.

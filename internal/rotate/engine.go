@@ -123,6 +123,15 @@ type Outcome struct {
 	recorded bool // the attempt is in the state already
 }
 
+// Confirms reports whether the outcome shows that Hood holds the current
+// settings through a confirmed push: pushed, or unchanged from a confirmed
+// push with nothing in doubt since. Only such an outcome clears a failure;
+// an unchanged that is not one (another rotator holds the integration, or
+// changed its record) leaves it as it was.
+func (o Outcome) Confirms() bool {
+	return o.Result == ResultPushed || (o.Result == ResultUnchanged && o.Confirmed != nil)
+}
+
 // Report is the result of one pass.
 type Report struct {
 	Trigger  Trigger   `json:"trigger"`

@@ -1,0 +1,36 @@
+package hood_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/ocamba-rotator/rotator/internal/hood"
+)
+
+func TestMayHaveLanded(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"never sent", fmt.Errorf("PATCH integration 1: wait for rate limit: %w (%w)", context.Canceled, hood.ErrNotSent), false},
+		{"refused at once (400)", &hood.APIError{StatusCode: 400, Attempts: 1}, false},
+		{"refused at once (401)", &hood.APIError{StatusCode: 401, Attempts: 1}, false},
+		{"throttled at once (429)", &hood.APIError{StatusCode: 429, Attempts: 1}, false},
+		{"wrapped refusal", fmt.Errorf("push: %w", &hood.APIError{StatusCode: 404, Attempts: 1}), false},
+		{"5xx", &hood.APIError{StatusCode: 500, Attempts: 1}, true},
+		{"a 4xx after earlier attempts", &hood.APIError{StatusCode: 400, Attempts: 2}, true},
+		{"timeout", fmt.Errorf("attempt timed out after 10s: %w", context.DeadlineExceeded), true},
+		{"connection reset", errors.New("read: connection reset by peer"), true},
+		{"no error: applied", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hood.MayHaveLanded(tt.err); got != tt.want {
+				t.Errorf("MayHaveLanded(%v): got %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
