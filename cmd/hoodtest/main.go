@@ -71,8 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, nil))
 	srv, err := hoodtest.Start(hoodtest.Options{
-		Addr:      cfg.listen,
-		Tokens:    tokens,
+		Addr:          cfg.listen,
+		Tokens:        tokens,
 		Burst:         cfg.burst,
 		PerMinute:     cfg.perMinute,
 		Logger:        logger,

@@ -30,7 +30,7 @@ func (p liveProvider) names() []string {
 // getProvider reads integration id and returns its provider object and settings.
 func getProvider(t *testing.T, s *hoodtest.Server, id string) (liveProvider, map[string]string, []byte) {
 	t.Helper()
-	a := get("/v1/hood/integrations/" + id).must(t, s)
+	a := get("/v1/hood/integrations/"+id).must(t, s)
 	if a.status != http.StatusOK {
 		t.Fatalf("GET %s: got status %d, want 200", id, a.status)
 	}

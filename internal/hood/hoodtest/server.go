@@ -111,15 +111,16 @@ type Server struct {
 	listener   net.Listener
 	serveDone  chan struct{}
 
-	mu            sync.Mutex
-	providerNames map[string]string // provider key -> provider.name reported, when not the expected one
-	tokens        [][]byte
+	mu           sync.Mutex
+	tokens       [][]byte
 	integrations map[string]*integration
 	verifier     Verifier
 	faults       []*queuedFault
 	requests     []*Request
 	throttled    int
 	limiter      limiter
+
+	providerNames map[string]string // provider key -> provider.name reported, when not the expected one (under mu)
 }
 
 type integration struct {
