@@ -124,3 +124,52 @@ func TestOnceProviderDecidedOnLiveSettings(t *testing.T) {
 		}
 	}
 }
+
+// The read-back after the PATCH decides on the live settings too: Hood
+// renaming the provider meanwhile is no failure; its settings changing is
+// a failed verification naming both lists.
+func TestOnceReadBackDecidedOnLiveSettings(t *testing.T) {
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"811": "mailgun_email", "812": "telegram"})
+	// The verifier runs while the PATCH is answered: what it changes is
+	// what the read-back sees, and the preflight did not.
+	f.hood.SetVerifier(func(id, _ string, _ map[string]string) string {
+		var err error
+		switch id {
+		case "811":
+			err = f.hood.SetProviderName("mailgun_email", "Mailgun (new)")
+		case "812":
+			err = f.hood.SetProviderSettings(id, "auth_token", "chat_id", "thread_id")
+		}
+		if err != nil {
+			t.Errorf("verifier: %v", err)
+		}
+		return "active"
+	})
+	f.put("secret", "mailgun", map[string]any{"api_key": sentinel + "-mg", "domain": "mg.x", "sender_email": "s@x", "sender_name": "X"})
+	f.put("secret", "telegram", map[string]any{"auth_token": sentinel + "-tg", "chat_id": "-100"})
+	cfg := f.config("", `  - {name: mailgun, id: "811", provider: mailgun_email, source: {mount: secret, path: "{P}/mailgun"}}
+  - {name: telegram, id: "812", provider: telegram, source: {mount: secret, path: "{P}/telegram"}}
+`)
+	r := f.rotator("once", "--config", cfg)
+	if r.code != 1 {
+		t.Fatalf("exit code: got %d, want 1 (telegram fails)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if line := summaryLine(r.stdout, "mailgun"); !strings.Contains(line, "pushed") {
+		t.Errorf("mailgun: got %q, want pushed (a new provider name at the read-back is no failure)", line)
+	}
+	line := summaryLine(r.stdout, "telegram")
+	for _, want := range []string{
+		"failed: verification failed: integration 812 in Hood is not a telegram integration",
+		`Hood's provider "telegram" (provider id 1006) has settings auth_token, chat_id, thread_id; provider telegram (expected name "telegram") has auth_token, chat_id`,
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("telegram: got %q, want it to contain %q", line, want)
+		}
+	}
+	for id, want := range map[string]int{"811": 1, "812": 1} {
+		if got := len(f.patches()[id]); got != want {
+			t.Errorf("integration %s: got %d PATCHes, want %d", id, got, want)
+		}
+	}
+}
