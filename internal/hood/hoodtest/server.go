@@ -120,7 +120,7 @@ type Server struct {
 	throttled    int
 	limiter      limiter
 
-	providerNames map[string]string // provider key -> provider.name reported, when not the expected one (under mu)
+	providerNames map[string]string // provider key -> provider.name reported instead of the expected one (under mu)
 }
 
 type integration struct {
