@@ -305,9 +305,8 @@ var failedStatuses = []string{"inactive", "failed", "error", "invalid", "disable
 
 // verify reads the integration back after a push: the provider's settings
 // must still be the configured provider's and effective_status must be
-// active. A status that is
-// neither active nor failed (a credentials test in progress) is waited for,
-// up to hood.verify_timeout. An integration that was inactive before the
+// active. A status that is neither active nor failed (a credentials test in
+// progress) is waited for, up to hood.verify_timeout. An integration that was inactive before the
 // push (switched off by its owner) is not expected to become active.
 func (e *Engine) verify(ctx context.Context, token secret.Value, in config.Integration, before *hood.Integration) error {
 	deadline := e.now().Add(e.cfg.Hood.VerifyTimeout.D())
