@@ -1,8 +1,9 @@
 // Command hoodtest runs the Hood API test server (internal/hood/hoodtest)
 // on its own, for demos: it listens on -listen, accepts the bearer token
 // from -token or -token-file (one token a line; SIGHUP re-reads the file),
-// serves the integrations of -integrations ("1161=twilio_sms,1162=sendgrid_email")
-// and prints one log line per request to stdout, never a settings value.
+// serves the integrations of -integrations ("1161=twilio_sms,1162=sendgrid_email"),
+// reports the provider names of -provider-names ("mailgun_email=Mailgun";
+// by default the names rotator expects) and prints one log line per request to stdout, never a settings value.
 // SIGINT or SIGTERM stops it cleanly.
 package main
 
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
 )
 
@@ -45,6 +47,7 @@ type config struct {
 	token        string
 	tokenFile    string
 	integrations []integrationArg
+	names        map[string]string // provider key -> provider.name reported
 	burst        int
 	perMinute    int
 }
@@ -68,11 +71,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, nil))
 	srv, err := hoodtest.Start(hoodtest.Options{
-		Addr:      cfg.listen,
-		Tokens:    tokens,
-		Burst:     cfg.burst,
-		PerMinute: cfg.perMinute,
-		Logger:    logger,
+		Addr:          cfg.listen,
+		Tokens:        tokens,
+		Burst:         cfg.burst,
+		PerMinute:     cfg.perMinute,
+		Logger:        logger,
+		ProviderNames: cfg.names,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "hoodtest: %v\n", err)
@@ -122,13 +126,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // parseArgs parses the command line.
 func parseArgs(args []string, stderr io.Writer) (config, error) {
 	var cfg config
-	var integrations string
+	var integrations, names string
 	fs := flag.NewFlagSet("hoodtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:8480", "listen address")
 	fs.StringVar(&cfg.token, "token", "", "accepted bearer token")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "file of accepted bearer tokens, one a line (re-read on SIGHUP)")
 	fs.StringVar(&integrations, "integrations", "", `integrations to serve: "1161=twilio_sms,1162=sendgrid_email"`)
+	fs.StringVar(&names, "provider-names", "", `provider.name to report per provider: "mailgun_email=Mailgun,telegram=Telegram"`)
 	fs.IntVar(&cfg.burst, "burst", hoodtest.DefaultBurst, "max requests per second; negative = no limit")
 	fs.IntVar(&cfg.perMinute, "per-minute", hoodtest.DefaultPerMinute, "max requests per minute; negative = no limit")
 	if err := fs.Parse(args); err != nil {
@@ -148,7 +153,34 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return config{}, err
 	}
 	cfg.integrations = ins
+	if cfg.names, err = parseProviderNames(names); err != nil {
+		return config{}, err
+	}
 	return cfg, nil
+}
+
+// parseProviderNames parses "mailgun_email=Mailgun,telegram=Telegram"; a
+// name may be empty ("twilio_sms=").
+func parseProviderNames(s string) (map[string]string, error) {
+	out := make(map[string]string)
+	for item := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		key, name, ok := strings.Cut(item, "=")
+		key, name = strings.TrimSpace(key), strings.TrimSpace(name)
+		if !ok || key == "" {
+			return nil, fmt.Errorf("-provider-names: %q is not provider=name", item)
+		}
+		if _, known := hood.LookupProvider(key); !known {
+			return nil, fmt.Errorf("-provider-names: unknown provider %q", key)
+		}
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("-provider-names: provider %s given twice", key)
+		}
+		out[key] = name
+	}
+	return out, nil
 }
 
 // parseIntegrations parses "1161=twilio_sms,1162=sendgrid_email".

@@ -42,7 +42,8 @@ func TestRunServes(t *testing.T) {
 	var stderr bytes.Buffer
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-token-file", tokenFile,
-			"-integrations", "1161=twilio_sms, 1162=sendgrid_email", "-burst", "-1", "-per-minute", "-1"}, pw, &stderr)
+			"-integrations", "1161=twilio_sms, 1162=sendgrid_email", "-provider-names", "sendgrid_email=SendGrid v3",
+			"-burst", "-1", "-per-minute", "-1"}, pw, &stderr)
 		pw.Close()
 	}()
 
@@ -68,11 +69,12 @@ func TestRunServes(t *testing.T) {
 	tests := []struct {
 		token, path string
 		want        int
+		provider    string // provider.name in the answer, when set
 	}{
-		{"first", "/v1/hood/integrations/1161", http.StatusOK},
-		{"second", "/v1/hood/integrations/1162", http.StatusOK},
-		{"third", "/v1/hood/integrations/1161", http.StatusUnauthorized},
-		{"first", "/v1/hood/integrations/1163", http.StatusNotFound},
+		{"first", "/v1/hood/integrations/1161", http.StatusOK, `"name":"twilio"`},
+		{"second", "/v1/hood/integrations/1162", http.StatusOK, `"name":"SendGrid v3"`},
+		{"third", "/v1/hood/integrations/1161", http.StatusUnauthorized, ""},
+		{"first", "/v1/hood/integrations/1163", http.StatusNotFound, ""},
 	}
 	for _, tt := range tests {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url+tt.path, nil)
@@ -84,9 +86,16 @@ func TestRunServes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GET %s: %v", tt.path, err)
 		}
+		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("GET %s: %v", tt.path, err)
+		}
 		if resp.StatusCode != tt.want {
 			t.Errorf("GET %s with %s: got %d, want %d", tt.path, tt.token, resp.StatusCode, tt.want)
+		}
+		if tt.provider != "" && !strings.Contains(string(body), tt.provider) {
+			t.Errorf("GET %s: got %s, want provider %s", tt.path, body, tt.provider)
 		}
 	}
 
@@ -122,6 +131,9 @@ func TestRunUsageErrors(t *testing.T) {
 		{"integration without provider", []string{"-listen", "127.0.0.1:0", "-token", "t", "-integrations", "1161"}, exitUsage},
 		{"duplicate integration", []string{"-listen", "127.0.0.1:0", "-token", "t", "-integrations", "1=telegram,1=telegram"}, exitUsage},
 		{"unknown provider", []string{"-listen", "127.0.0.1:0", "-token", "t", "-integrations", "1161=pigeon_post"}, exitUsage},
+		{"provider name of an unknown provider", []string{"-listen", "127.0.0.1:0", "-token", "t", "-provider-names", "pigeon_post=Pigeon"}, exitUsage},
+		{"provider name without =", []string{"-listen", "127.0.0.1:0", "-token", "t", "-provider-names", "telegram"}, exitUsage},
+		{"provider name twice", []string{"-listen", "127.0.0.1:0", "-token", "t", "-provider-names", "telegram=a,telegram=b"}, exitUsage},
 		{"id not digits", []string{"-listen", "127.0.0.1:0", "-token", "t", "-integrations", "abc=telegram"}, exitUsage},
 		{"missing token file", []string{"-listen", "127.0.0.1:0", "-token-file", missing}, exitUsage},
 		{"empty token file", []string{"-listen", "127.0.0.1:0", "-token-file", empty}, exitUsage},

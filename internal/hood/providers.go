@@ -13,7 +13,7 @@ type Field struct {
 type Provider struct {
 	Key    string  // provider key used in rotator's configuration, e.g. "twilio_sms"
 	Type   string  // "sms", "email" or "chat"
-	Name   string  // provider name as the API's provider object reports it
+	Name   string  // provider name rotator expects in the API's provider object: documented for twilio only, a hint (see MatchLive)
 	Fields []Field // every settings field, sorted by name
 }
 

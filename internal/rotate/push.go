@@ -131,10 +131,13 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		o.Err = fmt.Errorf("write state before the push: %w", err)
 		return
 	}
-	live, err := e.preflight(ctx, token, in, j.built)
+	live, note, err := e.preflight(ctx, token, in, j.built)
 	if err != nil {
 		fail(err, nil) // releases a shared state's lease
 		return
+	}
+	if note != "" {
+		o.Warnings = append(o.Warnings, note)
 	}
 	err = e.fencedPatch(ctx, token, in, j.built.Settings, o)
 	var lost leaseLost
@@ -247,16 +250,19 @@ func (e *Engine) writeAudit(o *Outcome, r audit.Record) {
 }
 
 // preflight reads the integration from Hood and checks it against the
-// configuration before anything is pushed: the provider must be the
-// configured one, and every setting to push must be in the live
-// provider's schema (Hood drops unknown settings silently).
-func (e *Engine) preflight(ctx context.Context, token secret.Value, in config.Integration, b Built) (*hood.Integration, error) {
-	live, err := e.hood.GetIntegration(ctx, token, in.ID)
+// configuration before anything is pushed: the live provider's settings
+// must be the configured provider's (a provider name other than the one
+// expected is only a note, returned for the outcome's warnings), and every
+// setting to push must be in the live provider's schema (Hood drops unknown
+// settings silently).
+func (e *Engine) preflight(ctx context.Context, token secret.Value, in config.Integration, b Built) (live *hood.Integration, note string, err error) {
+	live, err = e.hood.GetIntegration(ctx, token, in.ID)
 	if err != nil {
-		return nil, fmt.Errorf("read integration %s from Hood: %w", in.ID, err)
+		return nil, "", fmt.Errorf("read integration %s from Hood: %w", in.ID, err)
 	}
-	if err := checkProvider(in, live); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPreflight, err)
+	note, err = checkProvider(in, live)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrPreflight, err)
 	}
 	schema := make([]string, 0, len(live.Provider.Settings))
 	for _, s := range live.Provider.Settings {
@@ -269,29 +275,38 @@ func (e *Engine) preflight(ctx context.Context, token secret.Value, in config.In
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: setting(s) %s not in the live schema of integration %s (provider %s lists %s): Hood would drop them",
+		return nil, "", fmt.Errorf("%w: setting(s) %s not in the live schema of integration %s (provider %s lists %s): Hood would drop them",
 			ErrPreflight, strings.Join(missing, ", "), in.ID, live.Provider.Name, strings.Join(schema, ", "))
 	}
-	return live, nil
+	return live, note, nil
 }
 
-// checkProvider compares the live provider with the configured one.
-func checkProvider(in config.Integration, live *hood.Integration) error {
-	p, _ := hood.LookupProvider(in.Provider)
-	if !strings.EqualFold(live.Provider.Name, p.Name) {
-		return fmt.Errorf("integration %s is a %q integration in Hood (provider id %s), configured as %s",
-			in.ID, live.Provider.Name, live.ProviderID, in.Provider)
+// checkProvider decides whether the live integration's provider is the
+// configured one, on its settings schema (hood.MatchLive): Hood documents
+// provider names for Twilio only. note is set when Hood names the provider
+// otherwise than rotator expects.
+func checkProvider(in config.Integration, live *hood.Integration) (note string, err error) {
+	p, ok := hood.LookupProvider(in.Provider)
+	if !ok {
+		return "", fmt.Errorf("integration %s: unknown provider %q", in.ID, in.Provider)
 	}
-	return nil
+	note, err = hood.MatchLive(p, live.Provider)
+	if err != nil {
+		return "", fmt.Errorf("integration %s in Hood is not a %s integration: %w", in.ID, in.Provider, err)
+	}
+	if note != "" {
+		note = fmt.Sprintf("integration %s: %s", in.ID, note)
+	}
+	return note, nil
 }
 
 // Verification outcomes of effective_status.
 var failedStatuses = []string{"inactive", "failed", "error", "invalid", "disabled"}
 
-// verify reads the integration back after a push: the provider must not
-// have changed and effective_status must be active. A status that is
-// neither active nor failed (a credentials test in progress) is waited for,
-// up to hood.verify_timeout. An integration that was inactive before the
+// verify reads the integration back after a push: the provider's settings
+// must still be the configured provider's and effective_status must be
+// active. A status that is neither active nor failed (a credentials test in
+// progress) is waited for, up to hood.verify_timeout. An integration that was inactive before the
 // push (switched off by its owner) is not expected to become active.
 func (e *Engine) verify(ctx context.Context, token secret.Value, in config.Integration, before *hood.Integration) error {
 	deadline := e.now().Add(e.cfg.Hood.VerifyTimeout.D())
@@ -301,7 +316,7 @@ func (e *Engine) verify(ctx context.Context, token secret.Value, in config.Integ
 		if err != nil {
 			return fmt.Errorf("%w: read integration %s back: %w", ErrUnverified, in.ID, err)
 		}
-		if err := checkProvider(in, got); err != nil {
+		if _, err := checkProvider(in, got); err != nil {
 			return fmt.Errorf("%w: %w", ErrVerify, err)
 		}
 		status := strings.ToLower(got.EffectiveStatus)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ocamba-rotator/rotator/internal/audit"
+	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 )
 
@@ -136,11 +137,12 @@ func TestPreflightRefusesWrongProviderAndMissingSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := rep.Outcomes[0]; !errors.Is(o.Err, rotate.ErrPreflight) || !strings.Contains(o.Error, `is a "mailgun" integration in Hood`) {
-		t.Errorf("wrong provider: got %s %q", o.Result, o.Error)
+	if o := rep.Outcomes[0]; !errors.Is(o.Err, rotate.ErrPreflight) || !errors.Is(o.Err, hood.ErrSchemaMismatch) ||
+		!strings.Contains(o.Error, `integration 1000 in Hood is not a telegram integration`) || !strings.Contains(o.Error, "settings of provider mailgun_email") {
+		t.Errorf("wrong provider: got %s %q, want a schema mismatch naming mailgun_email", o.Result, o.Error)
 	}
-	if o := rep.Outcomes[1]; !errors.Is(o.Err, rotate.ErrPreflight) || !strings.Contains(o.Error, "chat_id not in the live schema") {
-		t.Errorf("missing setting: got %s %q", o.Result, o.Error)
+	if o := rep.Outcomes[1]; !errors.Is(o.Err, rotate.ErrPreflight) || !strings.Contains(o.Error, `Hood's provider "telegram" has settings auth_token; provider telegram (expected name "telegram") has auth_token, chat_id`) {
+		t.Errorf("missing setting: got %s %q, want a schema mismatch naming both lists", o.Result, o.Error)
 	}
 	if got := patches(fh); got != 0 {
 		t.Errorf("PATCHes: got %d, want 0", got)

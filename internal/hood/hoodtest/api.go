@@ -53,14 +53,17 @@ type listJSON[T any] struct {
 // integrationObject renders an integration; secret settings are masked.
 // The caller holds s.mu.
 func (s *Server) integrationObject(in *integration) integrationJSON {
+	documented, _ := hood.LookupProvider(in.ProviderKey)
 	settings := make(map[string]string, len(in.Settings))
 	for k, v := range in.Settings {
-		if f, ok := in.provider.Field(k); ok && f.Secret {
+		f, ok := in.provider.Field(k)
+		d, _ := documented.Field(k) // a secret stays masked after SetProviderSettings
+		if (ok && f.Secret) || d.Secret {
 			v = MaskedValue
 		}
 		settings[k] = v
 	}
-	p := providerObject(in.provider)
+	p := s.providerObject(in.provider)
 	return integrationJSON{
 		ID:              in.ID,
 		CompanyID:       s.companyID,
@@ -76,8 +79,13 @@ func (s *Server) integrationObject(in *integration) integrationJSON {
 	}
 }
 
-func providerObject(p hood.Provider) providerJSON {
+// providerObject renders a provider under the name the server reports for
+// it. The caller holds s.mu.
+func (s *Server) providerObject(p hood.Provider) providerJSON {
 	id, _ := ProviderID(p.Key)
+	if name, ok := s.providerNames[p.Key]; ok {
+		p.Name = name
+	}
 	fields := make([]fieldJSON, len(p.Fields))
 	for i, f := range p.Fields {
 		fields[i] = fieldJSON{Title: fieldTitle(f.Name), Name: f.Name, Type: "string", Required: true}

@@ -451,9 +451,11 @@ func (s *Server) listIntegrations(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listProviders(w http.ResponseWriter) {
 	ps := orderedProviders()
 	items := make([]providerJSON, len(ps))
+	s.mu.Lock()
 	for i, p := range ps {
-		items[i] = providerObject(p)
+		items[i] = s.providerObject(p)
 	}
+	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, listJSON[providerJSON]{Total: len(items), Items: items})
 }
 

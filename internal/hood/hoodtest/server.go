@@ -4,8 +4,9 @@
 // answers 204, the GET of an integration with secret settings masked, the
 // list endpoints, the documented error body and both rate limits (burst and
 // per minute). Tests drive it through Options and the Server methods:
-// integrations, accepted tokens, the credentials verifier, injected faults
-// and the log of every request received.
+// integrations, provider names and live schemas, accepted tokens, the
+// credentials verifier, injected faults and the log of every request
+// received.
 package hoodtest
 
 import (
@@ -60,6 +61,12 @@ type Options struct {
 	// Clock replaces time.Now for the rate limits and the recorded request
 	// times, so that tests can move time by hand; default time.Now.
 	Clock func() time.Time
+	// ProviderNames sets the provider.name reported for a provider key
+	// (for example {"mailgun_email": "Mailgun"}); Hood documents the name
+	// for Twilio only. A key missing from it reports the name rotator
+	// expects (hood.Provider.Name); "" reports an empty name. Every key must
+	// be a known provider. SetProviderName changes it later.
+	ProviderNames map[string]string
 }
 
 // Integration is a snapshot of one integration held by the server,
@@ -112,6 +119,8 @@ type Server struct {
 	requests     []*Request
 	throttled    int
 	limiter      limiter
+
+	providerNames map[string]string // provider key -> provider.name reported instead of the expected one (under mu)
 }
 
 type integration struct {
@@ -160,13 +169,21 @@ func New(opts Options) (*Server, error) {
 	if companyID == "" {
 		companyID = DefaultCompanyID
 	}
+	names := make(map[string]string, len(opts.ProviderNames))
+	for key, name := range opts.ProviderNames {
+		if _, ok := hood.LookupProvider(key); !ok {
+			return nil, fmt.Errorf("hoodtest: provider names: unknown provider %q", key)
+		}
+		names[key] = name
+	}
 	s := &Server{
-		logger:       logger,
-		clock:        clock,
-		companyID:    companyID,
-		quit:         make(chan struct{}),
-		integrations: make(map[string]*integration),
-		limiter:      newLimiter(window, burst, longWindow, perMinute),
+		logger:        logger,
+		clock:         clock,
+		companyID:     companyID,
+		quit:          make(chan struct{}),
+		providerNames: names,
+		integrations:  make(map[string]*integration),
+		limiter:       newLimiter(window, burst, longWindow, perMinute),
 	}
 	s.SetTokens(opts.Tokens...)
 	s.handler = http.HandlerFunc(s.serveHTTP)
@@ -308,6 +325,44 @@ func (s *Server) AddIntegration(id, providerKey string, settings map[string]stri
 	s.mu.Lock()
 	s.integrations[id] = in
 	s.mu.Unlock()
+	return nil
+}
+
+// SetProviderName sets the provider.name the server reports for a provider
+// key, in every integration of that provider and in the provider list.
+func (s *Server) SetProviderName(providerKey, name string) error {
+	if _, ok := hood.LookupProvider(providerKey); !ok {
+		return fmt.Errorf("hoodtest: unknown provider %q", providerKey)
+	}
+	s.mu.Lock()
+	s.providerNames[providerKey] = name
+	s.mu.Unlock()
+	return nil
+}
+
+// SetProviderSettings replaces the live settings schema of one
+// integration's provider: the provider.settings names GET reports and the
+// only settings fields a PATCH keeps (the others are dropped silently, as
+// Hood does). A name the documented provider has keeps its secret flag;
+// any other is a plain field. Passing the provider's documented fields
+// restores it.
+func (s *Server) SetProviderSettings(id string, names ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.integrations[id]
+	if !ok {
+		return fmt.Errorf("hoodtest: no integration %q", id)
+	}
+	documented, _ := hood.LookupProvider(in.ProviderKey)
+	fields := make([]hood.Field, 0, len(names))
+	for _, n := range names {
+		f, known := documented.Field(n)
+		if !known {
+			f = hood.Field{Name: n}
+		}
+		fields = append(fields, f)
+	}
+	in.provider.Fields = fields // a new slice: the documented schema is shared
 	return nil
 }
 
