@@ -180,6 +180,9 @@ func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, key st
 		r.names[n] = true
 	}
 	req.Stop = r.stop
+	if req.Failing == nil {
+		req.Failing = d.status.failing
+	}
 	go func() {
 		rep, err := w.engine.Pass(passCtx, req)
 		r.done <- passResult{rep: rep, err: err}

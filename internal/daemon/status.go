@@ -111,6 +111,20 @@ func (b *statusBook) record(rep rotate.Report) {
 	}
 }
 
+// failing reports whether name's last attempt failed with no push
+// confirmed since, and whether the book knows (rotate.Request.Failing): it
+// does not for an integration with no attempt yet whose saved record could
+// not be read, and the record then decides.
+func (b *statusBook) failing(name string) (failing, known bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.byID[name]
+	if st == nil || st.LastAttempt == nil {
+		return false, false
+	}
+	return st.ConsecutiveFailures > 0, true
+}
+
 // list answers /v1/status, in configuration order.
 func (b *statusBook) list() []admin.IntegrationStatus {
 	b.mu.Lock()

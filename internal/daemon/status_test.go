@@ -40,6 +40,31 @@ func TestStatusBookFailureStaysUntilConfirmed(t *testing.T) {
 			if st.ConsecutiveFailures != tt.want || st.LastError != tt.wantErr {
 				t.Errorf("got %d failures, last error %q; want %d, %q", st.ConsecutiveFailures, st.LastError, tt.want, tt.wantErr)
 			}
+			if failing, known := b.failing("a"); failing != (tt.want > 0) || !known {
+				t.Errorf("failing: got %v (known %v), want %v (known)", failing, known, tt.want > 0)
+			}
 		})
+	}
+}
+
+// TestStatusBookFailingUnknownUntilAnAttempt: before any attempt, and with no
+// saved record read, the book does not know whether an integration is
+// failing (the record then decides); a seeded failure is known.
+func TestStatusBookFailingUnknownUntilAnAttempt(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b := newStatusBook()
+	saved := map[string]state.Record{"seeded": {History: []state.Attempt{{At: at, Result: "failed", Error: "x"}}}}
+	b.configure([]config.Integration{{Name: "new", ID: "1"}, {Name: "seeded", ID: "2"}}, nil, func(n string) (state.Record, bool) {
+		r, ok := saved[n]
+		return r, ok
+	})
+	if failing, known := b.failing("new"); failing || known {
+		t.Errorf("new: got failing %v known %v, want not known", failing, known)
+	}
+	if failing, known := b.failing("seeded"); !failing || !known {
+		t.Errorf("seeded: got failing %v known %v, want a known failure", failing, known)
+	}
+	if _, known := b.failing("removed"); known {
+		t.Errorf("an integration the book does not have: known, want not known")
 	}
 }

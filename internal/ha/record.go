@@ -45,6 +45,7 @@ func (d document) lease() (holder string, expires time.Time, err error) {
 // touching r's, and without the fields that are not persisted.
 func own(r state.Record) state.Record {
 	r.History = slices.Clone(r.History)
+	r.Unconfirmed = slices.Clone(r.Unconfirmed)
 	r.Revision, r.HeldBy, r.HeldUntil = 0, "", time.Time{}
 	return r
 }

@@ -138,3 +138,55 @@ func TestUnchangedCarriesConfirmation(t *testing.T) {
 		t.Errorf("failed pass: got %s with Confirmed %v, want failed without", o.Result, o.Confirmed)
 	}
 }
+
+// TestFailingDecidesFromTheCallersBook: a failure that never reached Hood
+// (the Vault read) makes the next pass push, to confirm the settings again,
+// only for the rotator that counts the integration as failed. A daemon whose
+// status book says it is not failing (another rotator of a fleet failed)
+// reports it unchanged: one rotator failing before its push on every pass
+// cannot make the others push on every pass.
+func TestFailingDecidesFromTheCallersBook(t *testing.T) {
+	tests := []struct {
+		name    string
+		failing func(string) (bool, bool)
+		want    rotate.Result
+	}{
+		{"no book: the record's failure decides", nil, rotate.ResultPushed},
+		{"the book counts it failed", func(string) (bool, bool) { return true, true }, rotate.ResultPushed},
+		{"the book knows it is not failing", func(string) (bool, bool) { return false, true }, rotate.ResultUnchanged},
+		{"the book does not know: the record decides", func(string) (bool, bool) { return false, false }, rotate.ResultPushed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fv, fh := newFakes()
+			fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+			fv.secrets["secret/a"] = map[string]string{"auth_token": "good-" + sentinel, "chat_id": "1"}
+			cfg := engineConfig(1, func(int) string { return "a" })
+			st := newState(t)
+			eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, State: st})
+			if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultPushed {
+				t.Fatalf("first pass: got %s %v, want pushed", o.Result, o.Err)
+			}
+			fv.mu.Lock()
+			fv.fail["secret/a"] = errors.New("vault unreachable")
+			fv.mu.Unlock()
+			if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultFailed {
+				t.Fatalf("pass with Vault failing: got %s, want failed", o.Result)
+			}
+			fv.mu.Lock()
+			delete(fv.fail, "secret/a")
+			fv.mu.Unlock()
+			before := patches(fh)
+			o := onePass(t, eng, rotate.Request{Trigger: rotate.TriggerSchedule, Failing: tt.failing})
+			if o.Result != tt.want {
+				t.Fatalf("pass after the failure: got %s (doubt %q), want %s", o.Result, o.Doubt, tt.want)
+			}
+			if got, want := patches(fh)-before, map[bool]int{true: 1, false: 0}[tt.want == rotate.ResultPushed]; got != want {
+				t.Errorf("PATCHes: got %d, want %d", got, want)
+			}
+			if tt.want == rotate.ResultPushed && !strings.Contains(o.Doubt, "the last attempt failed at") {
+				t.Errorf("doubt: got %q, want it to name the failed attempt", o.Doubt)
+			}
+		})
+	}
+}

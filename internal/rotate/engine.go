@@ -79,6 +79,14 @@ type Request struct {
 	// waited for a running pass sets it to its arrival time, so it does not
 	// repeat the pushes that pass made for it.
 	NotBefore time.Time `json:"-"`
+	// Failing, when set, says which integrations the caller still counts
+	// as failed (the daemon's status book), when it knows: each is pushed,
+	// to be confirmed, even when its settings equal the last confirmed
+	// push. Where it is nil or does not know, the record's last attempt
+	// says it (rotator once and plan). A daemon that knows never pushes
+	// because of another rotator's failure, so one rotator failing before
+	// its push on every pass cannot make the others push on every pass.
+	Failing func(name string) (failing, known bool) `json:"-"`
 	// Stop, when closed, keeps pushes that have not started from starting
 	// (they fail as "not pushed: shutting down"); pushes in flight finish.
 	Stop <-chan struct{} `json:"-"`
@@ -293,7 +301,7 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 			SettingMACs: e.state.SettingMACs(in.ID, in.Provider, plain),
 			VaultPath:   o.VaultPath, VaultVersion: r.kv.Version,
 		}
-		v, err := decide(rec, p, req)
+		v, err := decide(in.Name, rec, p, req)
 		switch {
 		case err != nil:
 			o.Err = err

@@ -124,7 +124,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		if errors.Is(err, state.ErrNotHolder) {
 			// Another rotator wrote the record since it was read: it
 			// pushes, or pushed, the settings; this one does not.
-			o.Result, o.Reason, o.Changed = ResultUnchanged, "another rotator changed the record since it was read: not pushed", nil
+			o.Result, o.Reason, o.Changed, o.Doubt = ResultUnchanged, "another rotator changed the record since it was read: not pushed", nil, ""
 			e.log.Debug("push not begun", "integration", in.Name, "error", err.Error())
 			return
 		}
@@ -144,7 +144,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	var unsent notPushed
 	switch {
 	case errors.As(err, &lost):
-		o.Result, o.Reason, o.Changed = ResultUnchanged, "another rotator took the lease over before the PATCH: not pushed", nil
+		o.Result, o.Reason, o.Changed, o.Doubt = ResultUnchanged, "another rotator took the lease over before the PATCH: not pushed", nil, ""
 		e.log.Warn("lease lost before the PATCH: not pushed", "integration", in.Name, "error", err.Error())
 		return
 	case errors.As(err, &unsent):

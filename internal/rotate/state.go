@@ -58,11 +58,11 @@ type verdict struct {
 //     until the secret changes or a pass is forced (no retry loop).
 //   - Not forced, and the KV version is older than the last pushed one from
 //     the same secret: refused (ErrDowngrade).
-func decide(rec state.Record, p state.Pushed, req Request) (verdict, error) {
+func decide(name string, rec state.Record, p state.Pushed, req Request) (verdict, error) {
 	c := rec.Confirmed
 	doubt := rec.HoodMayDiffer()
-	if a, failed := rec.LastFailed(); failed && doubt == "" {
-		doubt = fmt.Sprintf("the last attempt failed at %s and no push has been confirmed since", stamp(a.At))
+	if doubt == "" {
+		doubt = req.stillFailing(name, rec)
 	}
 	same := c != nil && bytes.Equal(c.Fingerprint, p.Fingerprint) && doubt == ""
 	switch {
@@ -80,6 +80,27 @@ func decide(rec state.Record, p state.Pushed, req Request) (verdict, error) {
 			ErrDowngrade, p.VaultPath, p.VaultVersion, c.VaultVersion)
 	}
 	return verdict{doubt: doubt}, nil
+}
+
+// stillFailing says why name's last attempt counts as failed with no push
+// confirmed since, or "" when it does not: a failure is cleared only by a
+// confirmed push, so such an integration is pushed even when unchanged.
+func (r Request) stillFailing(name string, rec state.Record) string {
+	a, inRecord := rec.LastFailed()
+	failing := inRecord
+	if r.Failing != nil {
+		if f, known := r.Failing(name); known {
+			failing = f
+		}
+	}
+	switch {
+	case !failing:
+		return ""
+	case inRecord:
+		return fmt.Sprintf("the last attempt failed at %s and no push has been confirmed since", stamp(a.At))
+	default: // the caller knows of a failure the record does not hold
+		return "the last attempt failed and no push has been confirmed since"
+	}
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
