@@ -9,7 +9,7 @@ import (
 )
 
 // fakeLimiter returns a limiter on a FakeClock starting at t0.
-func fakeLimiter(burst, perLong int, short, long, margin time.Duration) (*limiter, *FakeClock, time.Time) {
+func fakeLimiter(burst, perLong int, short, long, margin time.Duration) (*Limiter, *FakeClock, time.Time) {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	fc := NewFakeClock(t0)
 	l := newLimiter(burst, perLong, short, long, margin)
@@ -18,7 +18,7 @@ func fakeLimiter(burst, perLong int, short, long, margin time.Duration) (*limite
 }
 
 // startTimes calls Wait n times and returns when each call was let through.
-func startTimes(t *testing.T, l *limiter, fc *FakeClock, n int) []time.Time {
+func startTimes(t *testing.T, l *Limiter, fc *FakeClock, n int) []time.Time {
 	t.Helper()
 	out := make([]time.Time, 0, n)
 	for i := range n {
@@ -113,8 +113,8 @@ func TestLimiterNeverExceedsWindows(t *testing.T) {
 
 func TestLimiterHold(t *testing.T) {
 	l, fc, t0 := fakeLimiter(10, 150, time.Second, time.Minute, 0)
-	l.holdUntil(t0.Add(3 * time.Second))
-	l.holdUntil(t0.Add(time.Second)) // an earlier hold does not shorten it
+	l.holdUntil(t0.Add(3*time.Second), "test")
+	l.holdUntil(t0.Add(time.Second), "test") // an earlier hold does not shorten it
 	starts := startTimes(t, l, fc, 1)
 	if got, want := starts[0].Sub(t0), 3*time.Second; got != want {
 		t.Errorf("start after hold: got t0+%v, want t0+%v", got, want)
