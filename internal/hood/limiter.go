@@ -390,7 +390,6 @@ func hostKey(baseURL string) (string, error) {
 	return scheme + "://" + host + ":" + port, nil
 }
 
-
 // sleepCtx waits for d or until ctx ends, whichever comes first, and returns
 // ctx.Err() in the latter case.
 func sleepCtx(ctx context.Context, d time.Duration) error {
