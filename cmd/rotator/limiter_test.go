@@ -94,11 +94,16 @@ func TestRunReloadKeepsRateLimiter(t *testing.T) {
 `)
 	f.setHood(cfg, "verify_timeout: 3s", "verify_timeout: 3s\n  rate_limit: {burst: 2, per_minute: 150}")
 	d := f.startDaemon(cfg)
-	eventually(t, 20*time.Second, "start-up pass pushed both", func() bool { return f.patchCount("951") == 1 && f.patchCount("952") == 1 })
+	eventually(t, 20*time.Second, "start-up pass done", func() bool {
+		return strings.Contains(d.logs.String(), `"msg":"pass finished","trigger":"startup"`)
+	})
+	if f.patchCount("951") != 1 || f.patchCount("952") != 1 {
+		t.Fatalf("start-up pass: got %d and %d PATCHes, want 1 each", f.patchCount("951"), f.patchCount("952"))
+	}
 
 	// A pass of three requests (read, PATCH, read-back) fills the window,
 	if a := d.rotate("/v1/rotate/a"); len(a.Outcomes) != 1 || a.Outcomes[0].Result != "pushed" {
-		t.Fatalf("forced pass of a: got %+v, want a pushed", a)
+		t.Fatalf("forced pass of a: got %+v, want a pushed\n%s", a, d.logs)
 	}
 	// a reload right after it,
 	d.reload <- struct{}{}
