@@ -61,6 +61,10 @@ type world struct {
 	vault  *vault.Client
 	engine *rotate.Engine
 	state  rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
+	// limiter paces the Hood client: the process's one limiter of the Hood
+	// host, set to limits when this configuration is installed.
+	limiter *hood.Limiter
+	limits  hood.Limits
 }
 
 // Daemon is a running `rotator run`.
@@ -74,6 +78,10 @@ type Daemon struct {
 	audit   *audit.Log
 	status  *statusBook
 	srv     *admin.Server
+	// limiters are the Hood rate limiters, one per Hood host, kept for the
+	// life of the process: a reload's new client keeps pacing (and holding)
+	// the requests of the old one.
+	limiters *hood.Limiters
 
 	mu    sync.RWMutex // guards cur
 	cur   *world
@@ -118,6 +126,7 @@ func Run(ctx context.Context, opts Options) error {
 		ticks:      make(chan []string),
 		watchTicks: make(chan []string),
 		watched:    newWatchMemory(),
+		limiters:   hood.NewLimiters(),
 		quit:       make(chan struct{}),
 	}
 	cfg, err := config.LoadAndValidate(opts.ConfigPath, opts.Getenv)
@@ -179,9 +188,13 @@ func (d *Daemon) build(cfg *config.Config) (*world, error) {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
 	h := cfg.Hood
+	limits := hood.Limits{Burst: h.RateLimit.Burst, PerMinute: h.RateLimit.PerMinute}
+	lim, err := d.limiters.For(h.BaseURL, limits)
+	if err != nil {
+		return nil, fmt.Errorf("hood: %w", err)
+	}
 	hc, err := hood.New(hood.Options{
-		BaseURL: h.BaseURL, Timeout: h.Timeout.D(),
-		Burst: h.RateLimit.Burst, PerMinute: h.RateLimit.PerMinute,
+		BaseURL: h.BaseURL, Timeout: h.Timeout.D(), Limiter: lim,
 		MaxAttempts: h.Retry.MaxAttempts, InitialBackoff: h.Retry.InitialBackoff.D(), MaxBackoff: h.Retry.MaxBackoff.D(),
 		UserAgent: "rotator/" + d.opts.Version, Logger: d.log, Observe: d.metrics.ObserveHood,
 	})
@@ -195,7 +208,7 @@ func (d *Daemon) build(cfg *config.Config) (*world, error) {
 		}
 	}
 	eng := rotate.New(cfg, rotate.Options{Vault: vc, Hood: hc, State: st, Audit: d.audit, Getenv: d.opts.Getenv, Logger: d.log})
-	return &world{cfg: cfg, vault: vc, engine: eng, state: st}, nil
+	return &world{cfg: cfg, vault: vc, engine: eng, state: st, limiter: lim, limits: limits}, nil
 }
 
 // readAdminToken reads admin.token_file; no file means no token (403).

@@ -211,6 +211,12 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 	if old != nil {
 		old.close()
 	}
+	// The configuration's rate limits take effect in place: the requests
+	// the limiter counted and any Retry-After hold are kept.
+	if err := w.limiter.SetLimits(w.limits); err != nil {
+		// build checked the limits, so this is a bug; the old ones stay.
+		d.log.Error("cannot set the hood rate limits", "error", err.Error())
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	sched, err := newScheduler(sctx, w.cfg, d.ticks)
 	if err != nil {

@@ -59,13 +59,23 @@ type Options struct {
 	Margin         time.Duration // safety margin added to both windows; default 25ms
 	MaxAttempts    int           // total attempts including the first; default 4
 	InitialBackoff time.Duration // default 500ms, doubled each retry, full jitter
-	MaxBackoff     time.Duration // cap of one wait; default 60s. A Retry-After above it: give up.
+	MaxBackoff     time.Duration // cap of one wait; default 60s. A Retry-After above it: give up (the hold stays, see MinHoldCap).
 	UserAgent      string        // default "rotator"
 	Logger         *slog.Logger  // optional; default discards
 	// Observe, if set, is called once per attempt with the method, the HTTP
 	// status (0 when no answer came) and the attempt's duration.
 	Observe func(method string, code int, d time.Duration)
+	// Limiter, if set, paces this client's requests instead of a limiter of
+	// its own: share one (see Limiters) among every client of the process
+	// that talks to the same Hood, for Hood's limits are per account. Burst,
+	// PerMinute, Window, LongWindow and Margin are then not used.
+	Limiter *Limiter
 }
+
+// MinHoldCap is the least that a Retry-After may hold every request of the
+// client's limiter: a hold is capped at the larger of MaxBackoff and
+// MinHoldCap, so that a bad header cannot stop the process for hours.
+const MinHoldCap = time.Minute
 
 // Client talks to the Hood API: settings-only PATCH and read-back GET of an
 // integration, with client-side rate limiting and retries. A Client is safe
@@ -80,7 +90,7 @@ type Client struct {
 	userAgent      string
 	log            *slog.Logger
 	observe        func(string, int, time.Duration)
-	lim            *limiter
+	lim            *Limiter
 
 	// Hooks replaced by tests.
 	now    func() time.Time
@@ -138,13 +148,16 @@ func New(opts Options) (*Client, error) {
 	if c.initialBackoff > c.maxBackoff {
 		c.initialBackoff = c.maxBackoff
 	}
-	c.lim = newLimiter(
-		orInt(opts.Burst, DefaultBurst),
-		orInt(opts.PerMinute, DefaultPerMinute),
-		orDuration(opts.Window, DefaultWindow),
-		orDuration(opts.LongWindow, DefaultLongWindow),
-		orDuration(opts.Margin, DefaultMargin),
-	)
+	c.lim = opts.Limiter
+	if c.lim == nil {
+		c.lim = newLimiter(
+			orInt(opts.Burst, DefaultBurst),
+			orInt(opts.PerMinute, DefaultPerMinute),
+			orDuration(opts.Window, DefaultWindow),
+			orDuration(opts.LongWindow, DefaultLongWindow),
+			orDuration(opts.Margin, DefaultMargin),
+		)
+	}
 	if opts.HTTPClient != nil {
 		hc := *opts.HTTPClient
 		c.httpc = &hc
@@ -263,7 +276,9 @@ func (e errNoRetry) Unwrap() error { return e.err }
 
 // do runs one logical request: it waits for the rate limiter before every
 // attempt, retries what may succeed later, and returns the body of the 2xx
-// answer (at most maxBodyBytes).
+// answer (at most maxBodyBytes). An answer with Retry-After holds every
+// request of the limiter; an attempt whose context ends before the hold
+// lifts is not sent and fails at once with a *HoldError.
 //
 // sent are the values the request carries: an error answer that repeats
 // one of them has it replaced by secret.Redacted before the error leaves
@@ -273,6 +288,11 @@ func (c *Client) do(ctx context.Context, method, id string, token secret.Value, 
 	var last error
 	for attempt := 1; ; attempt++ {
 		startID, err := c.lim.acquire(ctx)
+		var he *HoldError
+		if errors.As(err, &he) {
+			he.Method, he.ID, he.Last = method, id, last
+			return nil, he
+		}
 		if err != nil {
 			return nil, c.stopped(method, id, attempt-1, "wait for rate limit", err, last)
 		}
@@ -288,9 +308,10 @@ func (c *Client) do(ctx context.Context, method, id string, token secret.Value, 
 			// The caller's context ended the exchange; its error says it all.
 			return nil, fmt.Errorf("%s integration %s: send request (attempt %d): %w", method, id, attempt, ctx.Err())
 		}
-		if isAPI && ae.RetryAfter > 0 && ae.RetryAfter <= c.maxBackoff {
-			// The server asked every request to pause, not only this one.
-			c.lim.holdUntil(c.now().Add(ae.RetryAfter))
+		if isAPI && ae.RetryAfter > 0 && ae.Temporary() {
+			// Hood's limits are per account: the server asked every request
+			// to pause, not only this one, even when this one gives up.
+			c.hold(ctx, ae)
 		}
 		wait, retry := c.retryWait(err, attempt)
 		if !retry || attempt >= c.maxAttempts {
@@ -313,6 +334,29 @@ func (c *Client) do(ctx context.Context, method, id string, token secret.Value, 
 			return nil, c.stopped(method, id, attempt, "wait to retry", err, last)
 		}
 	}
+}
+
+// hold makes every request of the limiter wait for ae's Retry-After,
+// capped at the larger of MaxBackoff and MinHoldCap.
+func (c *Client) hold(ctx context.Context, ae *APIError) {
+	d := min(ae.RetryAfter, max(c.maxBackoff, MinHoldCap))
+	why := fmt.Sprintf("Hood answered %d with Retry-After %s to %s integration %s", ae.StatusCode, ae.RetryAfter, ae.Method, ae.ID)
+	if d < ae.RetryAfter {
+		why += fmt.Sprintf(", held for %s only", d)
+	}
+	until, extended := c.lim.holdFor(d, why)
+	if !extended {
+		return
+	}
+	c.log.LogAttrs(ctx, slog.LevelWarn, "hood asked to slow down: every hood request held",
+		slog.String("method", ae.Method),
+		slog.String("integration_id", ae.ID),
+		slog.Int("status", ae.StatusCode),
+		slog.Duration("retry_after", ae.RetryAfter),
+		slog.Duration("hold", d),
+		slog.Time("until", until),
+		slog.String("trace_id", ae.TraceID),
+	)
 }
 
 // retryWait says whether err may go away on another attempt (after number

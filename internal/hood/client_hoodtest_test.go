@@ -2,10 +2,12 @@ package hood_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,4 +103,131 @@ func TestClientAgainstHoodTestServer(t *testing.T) {
 	if n := srv.Throttled(); n != 0 {
 		t.Errorf("429 answers from the server's rate limits: got %d, want 0", n)
 	}
+}
+
+// holdServer starts a Hood test server with integrations 1161 and 1162 and
+// queues a 429 with Retry-After: 2 for the next GET of 1161.
+func holdServer(t *testing.T) *hoodtest.Server {
+	t.Helper()
+	srv, err := hoodtest.Start(hoodtest.Options{Tokens: []string{sentinelToken}})
+	if err != nil {
+		t.Fatalf("hoodtest.Start: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	for _, id := range []string{"1161", "1162"} {
+		if err := srv.AddIntegration(id, "twilio_sms", map[string]string{"account_sid": "AC-old", "auth_token": "old", "default_phone_number": "+1"}); err != nil {
+			t.Fatalf("AddIntegration: %v", err)
+		}
+	}
+	srv.Inject(hoodtest.Fault{Method: http.MethodGet, ID: "1161", Status: http.StatusTooManyRequests, RetryAfter: "2"})
+	return srv
+}
+
+// drawHold makes c draw the queued 429 (Retry-After 2s, over the client's
+// 1s max_backoff: that request gives up) and returns when the server
+// received it.
+func drawHold(t *testing.T, srv *hoodtest.Server, c *hood.Client) time.Time {
+	t.Helper()
+	_, err := c.GetIntegration(context.Background(), tok(), "1161")
+	var ae *hood.APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusTooManyRequests || ae.Attempts != 1 {
+		t.Fatalf("GetIntegration: got %v, want a 429 APIError after 1 attempt", err)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 1 || reqs[0].Status != http.StatusTooManyRequests {
+		t.Fatalf("requests: got %+v, want one answered 429", reqs)
+	}
+	return reqs[0].Time
+}
+
+// checkHeld fails the test for each request after the first that reached
+// the server before the hold drawn at t429 ended (2s).
+func checkHeld(t *testing.T, srv *hoodtest.Server, t429 time.Time, want int) {
+	t.Helper()
+	reqs := srv.Requests()
+	if len(reqs) != want {
+		t.Errorf("requests received: got %d, want %d", len(reqs), want)
+	}
+	for _, r := range reqs[1:] {
+		if r.Time.Before(t429.Add(2 * time.Second)) {
+			t.Errorf("%s %s reached Hood %v after the 429, want no request before the 2s Retry-After ended", r.Method, r.Path, r.Time.Sub(t429))
+		}
+		if r.Status == http.StatusTooManyRequests {
+			t.Errorf("%s %s: got 429, want no throttling", r.Method, r.Path)
+		}
+	}
+}
+
+// TestClientRetryAfterHoldsEveryRequest: a Retry-After longer than
+// max_backoff fails the request that drew it, and holds every other
+// request of the client until it ends; one whose context ends before then
+// fails at once, never sent.
+func TestClientRetryAfterHoldsEveryRequest(t *testing.T) {
+	t.Parallel()
+	srv := holdServer(t)
+	c, err := hood.New(hood.Options{BaseURL: srv.URL(), InitialBackoff: time.Millisecond, MaxBackoff: time.Second})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t429 := drawHold(t, srv, c)
+
+	// A request that cannot wait for the hold fails at once, unsent.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err = c.UpdateSettings(ctx, tok(), "1162", twilioSettings())
+	var he *hood.HoldError
+	if !errors.As(err, &he) {
+		t.Fatalf("UpdateSettings with a 500ms deadline: got %v, want a *hood.HoldError", err)
+	}
+	if !errors.Is(err, hood.ErrNotSent) || hood.MayHaveLanded(err) {
+		t.Errorf("HoldError: got errors.Is(ErrNotSent) %v, MayHaveLanded %v; want true, false", errors.Is(err, hood.ErrNotSent), hood.MayHaveLanded(err))
+	}
+	for _, want := range []string{"PATCH integration 1162", "held until", "429 with Retry-After 2s to GET integration 1161", "request not sent"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("HoldError %q: want it to say %q", err, want)
+		}
+	}
+	if n := srv.Count(""); n != 1 {
+		t.Errorf("requests received after the unsent one: got %d, want 1", n)
+	}
+
+	// Requests that can wait go out once the hold ends.
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	wg.Go(func() { errs <- c.UpdateSettings(context.Background(), tok(), "1162", twilioSettings()) })
+	wg.Go(func() { _, err := c.GetIntegration(context.Background(), tok(), "1162"); errs <- err })
+	wg.Go(func() { _, err := c.GetIntegration(context.Background(), tok(), "1161"); errs <- err })
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("request after the hold: got %v, want nil", err)
+		}
+	}
+	checkHeld(t, srv, t429, 4)
+}
+
+// TestClientsSharingLimiterHonourHold: a hold drawn by one client holds
+// another that shares its Limiter (the daemon's client after a reload).
+func TestClientsSharingLimiterHonourHold(t *testing.T) {
+	t.Parallel()
+	srv := holdServer(t)
+	ls := hood.NewLimiters()
+	var clients []*hood.Client
+	for range 2 {
+		lim, err := ls.For(srv.URL(), hood.Limits{})
+		if err != nil {
+			t.Fatalf("Limiters.For: %v", err)
+		}
+		c, err := hood.New(hood.Options{BaseURL: srv.URL(), Limiter: lim, InitialBackoff: time.Millisecond, MaxBackoff: time.Second})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		clients = append(clients, c)
+	}
+	t429 := drawHold(t, srv, clients[0])
+	if err := clients[1].UpdateSettings(context.Background(), tok(), "1162", twilioSettings()); err != nil {
+		t.Fatalf("UpdateSettings of the second client: got %v, want nil", err)
+	}
+	checkHeld(t, srv, t429, 2)
 }

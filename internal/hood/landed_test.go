@@ -24,6 +24,9 @@ func TestMayHaveLanded(t *testing.T) {
 		{"a 4xx after earlier attempts", &hood.APIError{StatusCode: 400, Attempts: 2}, true},
 		{"timeout", fmt.Errorf("attempt timed out after 10s: %w", context.DeadlineExceeded), true},
 		{"connection reset", errors.New("read: connection reset by peer"), true},
+		{"held, never sent", &hood.HoldError{Method: "PATCH", ID: "1"}, false},
+		{"held retry after a 5xx", &hood.HoldError{Method: "PATCH", ID: "1", Last: &hood.APIError{StatusCode: 503, Attempts: 1}}, true},
+		{"held retry after a 429", &hood.HoldError{Method: "PATCH", ID: "1", Last: &hood.APIError{StatusCode: 429, Attempts: 1}}, false},
 		{"no error: applied", nil, true},
 	}
 	for _, tt := range tests {

@@ -2,12 +2,14 @@ package hood
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
-// limiter is a sliding-window log limiter that honours two windows at once.
+// Limiter is a sliding-window log limiter that honours two windows at once.
 // A request may start at time t only if fewer than burst requests started in
 // (t-short, t] and fewer than perLong started in (t-long, t], where short and
 // long already include the safety margin. Unlike a token bucket it never lets
@@ -23,8 +25,13 @@ import (
 // window than the limits allow; Margin covers whatever else remains (clock
 // granularity, a server counting slightly differently).
 //
-// A limiter is safe for concurrent use.
-type limiter struct {
+// Hood's limits are per account, so one Limiter must pace every Hood
+// request of the process: clients share it through Options.Limiter (see
+// Limiters), and SetLimits changes its limits in place, keeping the
+// requests it has seen and any hold.
+//
+// A Limiter is safe for concurrent use.
+type Limiter struct {
 	burst   int
 	perLong int
 	short   time.Duration
@@ -36,6 +43,7 @@ type limiter struct {
 	mu      sync.Mutex
 	starts  []start       // recorded starts: finished ones inside the long window, and in-flight ones
 	hold    time.Time     // no request starts before this instant (a server's Retry-After)
+	holdWhy string        // why: the answer that asked for the hold
 	nextID  uint64        // id of the next start
 	changed chan struct{} // closed and replaced when an in-flight request is done
 }
@@ -51,10 +59,77 @@ type start struct {
 // request can let the next one start.
 const blocked = time.Duration(-1)
 
+// Limits are a Limiter's windows. Zero values take the defaults of Options
+// (Hood's documented limits); negative values are errors.
+type Limits struct {
+	Burst      int           // requests allowed in any Window; default 10
+	PerMinute  int           // requests allowed in any LongWindow; default 150
+	Window     time.Duration // default 1s
+	LongWindow time.Duration // default 1m
+	Margin     time.Duration // safety margin added to both windows; default 25ms
+}
+
+// withDefaults checks l and fills in the defaults.
+func (l Limits) withDefaults() (Limits, error) {
+	var bad []string
+	if l.Burst < 0 {
+		bad = append(bad, fmt.Sprintf("burst %d", l.Burst))
+	}
+	if l.PerMinute < 0 {
+		bad = append(bad, fmt.Sprintf("per minute %d", l.PerMinute))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"window", l.Window}, {"long window", l.LongWindow}, {"margin", l.Margin}} {
+		if d.v < 0 {
+			bad = append(bad, fmt.Sprintf("%s %s", d.name, d.v))
+		}
+	}
+	if len(bad) > 0 {
+		return Limits{}, fmt.Errorf("check hood rate limits: negative %s", strings.Join(bad, ", negative "))
+	}
+	return Limits{
+		Burst:      orInt(l.Burst, DefaultBurst),
+		PerMinute:  orInt(l.PerMinute, DefaultPerMinute),
+		Window:     orDuration(l.Window, DefaultWindow),
+		LongWindow: orDuration(l.LongWindow, DefaultLongWindow),
+		Margin:     orDuration(l.Margin, DefaultMargin),
+	}, nil
+}
+
+// NewLimiter returns a Limiter with the given limits, on the real clock.
+func NewLimiter(lim Limits) (*Limiter, error) {
+	lim, err := lim.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return newLimiter(lim.Burst, lim.PerMinute, lim.Window, lim.LongWindow, lim.Margin), nil
+}
+
+// SetLimits changes the limits in place: the requests already counted and
+// any hold are kept, so a new configuration cannot let a burst through
+// that the windows of the old one would have held back.
+func (l *Limiter) SetLimits(lim Limits) error {
+	lim, err := lim.withDefaults()
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.burst, l.perLong = lim.Burst, lim.PerMinute
+	l.short, l.long = lim.Window+lim.Margin, lim.LongWindow+lim.Margin
+	// Wake the waiters blocked by in-flight requests: the new limits may
+	// let them start.
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return nil
+}
+
 // newLimiter returns a limiter allowing burst starts per short window and
 // perLong per long window, both windows widened by margin, on the real clock.
-func newLimiter(burst, perLong int, short, long, margin time.Duration) *limiter {
-	return &limiter{
+func newLimiter(burst, perLong int, short, long, margin time.Duration) *Limiter {
+	return &Limiter{
 		burst:   burst,
 		perLong: perLong,
 		short:   short + margin,
@@ -66,22 +141,28 @@ func newLimiter(burst, perLong int, short, long, margin time.Duration) *limiter 
 }
 
 // Wait blocks until a request may start and records its start now. It
-// returns ctx.Err() if the context ends first; no start is recorded then.
-func (l *limiter) Wait(ctx context.Context) error {
+// returns ctx.Err() if the context ends first, and at once a *HoldError if
+// a hold lasts past the context's deadline; no start is recorded then.
+func (l *Limiter) Wait(ctx context.Context) error {
 	_, err := l.wait(ctx, false)
 	return err
 }
 
 // acquire is Wait for a request about to be sent: the start is recorded as
 // in flight and its id must be passed to done once the request is over.
-func (l *limiter) acquire(ctx context.Context) (uint64, error) {
+func (l *Limiter) acquire(ctx context.Context) (uint64, error) {
 	return l.wait(ctx, true)
 }
 
-func (l *limiter) wait(ctx context.Context, inFlight bool) (uint64, error) {
+func (l *Limiter) wait(ctx context.Context, inFlight bool) (uint64, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return 0, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			if err := l.outlasts(dl); err != nil {
+				return 0, err
+			}
 		}
 		d, id, changed := l.reserve(inFlight)
 		switch {
@@ -103,7 +184,7 @@ func (l *limiter) wait(ctx context.Context, inFlight bool) (uint64, error) {
 
 // done records that the in-flight request id is over: it counts from now on
 // as started now, the latest moment the server can have received it.
-func (l *limiter) done(id uint64) {
+func (l *Limiter) done(id uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := slices.IndexFunc(l.starts, func(s start) bool { return s.id == id && s.inFlight })
@@ -118,7 +199,7 @@ func (l *limiter) done(id uint64) {
 // reserve records a start now and returns 0 and its id if one is allowed.
 // Otherwise it records nothing and returns how long to wait before asking
 // again, or blocked and a channel closed when an in-flight request ends.
-func (l *limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}) {
+func (l *Limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
@@ -175,14 +256,138 @@ func (l *limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}
 	return 0, l.nextID, nil
 }
 
-// holdUntil keeps every request from starting before t, e.g. when the server
-// asked for a pause with Retry-After.
-func (l *limiter) holdUntil(t time.Time) {
+// outlasts returns a *HoldError if the hold lifts no earlier than deadline:
+// a request that must start before then cannot wait for it.
+func (l *Limiter) outlasts(deadline time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t.After(l.hold) {
-		l.hold = t
+	if !l.now().Before(l.hold) || deadline.After(l.hold) {
+		return nil
 	}
+	return &HoldError{Until: l.hold, Why: l.holdWhy, Deadline: deadline}
+}
+
+// holdUntil keeps every request from starting before t, e.g. when the server
+// asked for a pause with Retry-After; why says what asked for it. An
+// earlier t than the hold in force changes nothing; the result says whether
+// the hold was extended.
+func (l *Limiter) holdUntil(t time.Time, why string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !t.After(l.hold) {
+		return false
+	}
+	l.hold, l.holdWhy = t, why
+	return true
+}
+
+// holdFor is holdUntil for d from now on the limiter's clock; it returns
+// the end of the hold in force.
+func (l *Limiter) holdFor(d time.Duration, why string) (time.Time, bool) {
+	until := l.now().Add(d)
+	extended := l.holdUntil(until, why)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hold, extended
+}
+
+// HoldError is the error of a request that was not sent because every Hood
+// request is held (Hood answered 429 with Retry-After) until after the
+// request's deadline: it fails at once instead of waiting in vain. When no
+// earlier attempt was sent it wraps ErrNotSent (Hood never saw it);
+// otherwise it wraps Last, the previous attempt's error.
+type HoldError struct {
+	Until    time.Time // when the hold lifts
+	Why      string    // what asked for the hold
+	Deadline time.Time // the request's deadline, no later than Until
+	Method   string    // HTTP method of the request; empty from Limiter.Wait
+	ID       string    // integration id of the request
+	Last     error     // the previous attempt's error; nil when nothing was sent
+}
+
+func (e *HoldError) Error() string {
+	var b strings.Builder
+	if e.Method != "" || e.ID != "" {
+		fmt.Fprintf(&b, "%s integration %s: ", e.Method, e.ID)
+	}
+	fmt.Fprintf(&b, "every Hood request is held until %s", stampMillis(e.Until))
+	if e.Why != "" {
+		fmt.Fprintf(&b, " (%s)", e.Why)
+	}
+	fmt.Fprintf(&b, ", past this request's deadline %s", stampMillis(e.Deadline))
+	if e.Last == nil {
+		b.WriteString(": " + ErrNotSent.Error())
+	} else {
+		fmt.Fprintf(&b, ": retry not sent (last error: %v)", e.Last)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrNotSent, or Last when an earlier attempt was sent.
+func (e *HoldError) Unwrap() error {
+	if e.Last != nil {
+		return e.Last
+	}
+	return ErrNotSent
+}
+
+// stampMillis formats t for errors: UTC, to the millisecond.
+func stampMillis(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// Limiters hands out one Limiter per Hood host for the life of a process,
+// so that every client built for that host (a reload builds new ones)
+// shares the windows and the hold. A Limiters is safe for concurrent use.
+type Limiters struct {
+	mu     sync.Mutex
+	byHost map[string]*Limiter
+}
+
+// NewLimiters returns an empty registry.
+func NewLimiters() *Limiters {
+	return &Limiters{byHost: map[string]*Limiter{}}
+}
+
+// For returns the Limiter of baseURL's host (scheme, host and port; the
+// path does not matter), created with lim if there is none yet. The limits
+// of an existing Limiter are not changed: call SetLimits when the
+// configuration that names them takes effect. lim is checked either way.
+func (ls *Limiters) For(baseURL string, lim Limits) (*Limiter, error) {
+	if _, err := lim.withDefaults(); err != nil {
+		return nil, err
+	}
+	key, err := hostKey(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l, ok := ls.byHost[key]; ok {
+		return l, nil
+	}
+	l, err := NewLimiter(lim)
+	if err != nil {
+		return nil, err
+	}
+	ls.byHost[key] = l
+	return l, nil
+}
+
+// hostKey is the normalised scheme://host:port of a base URL.
+func hostKey(baseURL string) (string, error) {
+	u, err := parseBaseURL(baseURL)
+	if err != nil {
+		return "", err
+	}
+	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return scheme + "://" + host + ":" + port, nil
 }
 
 // sleepCtx waits for d or until ctx ends, whichever comes first, and returns

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
 
 // fakeLimiter returns a limiter on a FakeClock starting at t0.
-func fakeLimiter(burst, perLong int, short, long, margin time.Duration) (*limiter, *FakeClock, time.Time) {
+func fakeLimiter(burst, perLong int, short, long, margin time.Duration) (*Limiter, *FakeClock, time.Time) {
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	fc := NewFakeClock(t0)
 	l := newLimiter(burst, perLong, short, long, margin)
@@ -18,7 +19,7 @@ func fakeLimiter(burst, perLong int, short, long, margin time.Duration) (*limite
 }
 
 // startTimes calls Wait n times and returns when each call was let through.
-func startTimes(t *testing.T, l *limiter, fc *FakeClock, n int) []time.Time {
+func startTimes(t *testing.T, l *Limiter, fc *FakeClock, n int) []time.Time {
 	t.Helper()
 	out := make([]time.Time, 0, n)
 	for i := range n {
@@ -113,8 +114,8 @@ func TestLimiterNeverExceedsWindows(t *testing.T) {
 
 func TestLimiterHold(t *testing.T) {
 	l, fc, t0 := fakeLimiter(10, 150, time.Second, time.Minute, 0)
-	l.holdUntil(t0.Add(3 * time.Second))
-	l.holdUntil(t0.Add(time.Second)) // an earlier hold does not shorten it
+	l.holdUntil(t0.Add(3*time.Second), "test")
+	l.holdUntil(t0.Add(time.Second), "test") // an earlier hold does not shorten it
 	starts := startTimes(t, l, fc, 1)
 	if got, want := starts[0].Sub(t0), 3*time.Second; got != want {
 		t.Errorf("start after hold: got t0+%v, want t0+%v", got, want)
@@ -195,5 +196,148 @@ func TestLimiterDoneUnknownIDIgnored(t *testing.T) {
 	starts := startTimes(t, l, fc, 2)
 	if got, want := starts[1].Sub(t0), time.Second; got != want {
 		t.Errorf("second start: got t0+%v, want t0+%v", got, want)
+	}
+}
+
+func TestLimiterHoldPastDeadlineFailsAtOnce(t *testing.T) {
+	l := newLimiter(10, 150, time.Second, time.Minute, 0) // real clock
+	until := time.Now().Add(time.Hour)
+	l.holdUntil(until, "Hood answered 429 with Retry-After 1h0m0s to GET integration 7")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Waiting would last until the deadline and end with DeadlineExceeded.
+	err := l.Wait(ctx)
+	var he *HoldError
+	if !errors.As(err, &he) {
+		t.Fatalf("Wait: got %v, want a *HoldError", err)
+	}
+	if !he.Until.Equal(until) || !strings.Contains(he.Why, "Retry-After 1h0m0s") {
+		t.Errorf("HoldError: got until %v why %q, want until %v and the hold's reason", he.Until, he.Why, until)
+	}
+	if !errors.Is(err, ErrNotSent) || MayHaveLanded(err) {
+		t.Errorf("HoldError %v: got errors.Is(ErrNotSent) %v, MayHaveLanded %v; want true, false", err, errors.Is(err, ErrNotSent), MayHaveLanded(err))
+	}
+	l.mu.Lock()
+	n := len(l.starts)
+	l.mu.Unlock()
+	if n != 0 {
+		t.Errorf("recorded starts: got %d, want 0", n)
+	}
+}
+
+func TestLimiterHoldWithinDeadlineWaits(t *testing.T) {
+	l, fc, t0 := fakeLimiter(10, 150, time.Second, time.Minute, 0)
+	l.holdUntil(t0.Add(3*time.Second), "test")
+	// The fake clock's t0 is in the past, so the deadline is a real-time
+	// one far ahead: the hold lifts first and the request waits for it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := l.Wait(ctx); err != nil {
+		t.Fatalf("Wait: got %v, want nil", err)
+	}
+	if got, want := fc.Now().Sub(t0), 3*time.Second; got != want {
+		t.Errorf("start: got t0+%v, want t0+%v", got, want)
+	}
+}
+
+func TestLimiterSetLimitsKeepsStartsAndHold(t *testing.T) {
+	const ns = time.Nanosecond
+	tests := []struct {
+		name   string
+		hold   time.Duration // from t0, 0 = none
+		limits Limits
+		want   []time.Duration // when the next starts are let through
+	}{
+		{"burst raised", 0, Limits{Burst: 3, Window: time.Second, LongWindow: time.Minute, Margin: ns},
+			[]time.Duration{0, time.Second + ns}},
+		{"burst lowered", 0, Limits{Burst: 1, Window: time.Second, LongWindow: time.Minute, Margin: ns},
+			[]time.Duration{time.Second + ns, 2*time.Second + 2*ns}},
+		{"per minute lowered", 0, Limits{Burst: 10, PerMinute: 3, Window: time.Second, LongWindow: time.Minute, Margin: ns},
+			[]time.Duration{0, time.Minute + ns}},
+		{"hold kept", 5 * time.Second, Limits{Burst: 10, Window: time.Second, LongWindow: time.Minute, Margin: ns},
+			[]time.Duration{5 * time.Second, 5 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, fc, t0 := fakeLimiter(2, 150, time.Second, time.Minute, 0)
+			startTimes(t, l, fc, 2) // both windows now hold two starts at t0
+			if tt.hold > 0 {
+				l.holdUntil(t0.Add(tt.hold), "test")
+			}
+			if err := l.SetLimits(tt.limits); err != nil {
+				t.Fatalf("SetLimits: got %v, want nil", err)
+			}
+			for i, s := range startTimes(t, l, fc, len(tt.want)) {
+				if got := s.Sub(t0); got != tt.want[i] {
+					t.Errorf("start #%d after SetLimits: got t0+%v, want t0+%v", i+1, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestLimitsRejectNegative(t *testing.T) {
+	tests := []struct {
+		limits Limits
+		want   string
+	}{
+		{Limits{Burst: -1}, "negative burst -1"},
+		{Limits{PerMinute: -2}, "negative per minute -2"},
+		{Limits{Window: -time.Second}, "negative window -1s"},
+		{Limits{LongWindow: -time.Second}, "negative long window -1s"},
+		{Limits{Margin: -time.Millisecond}, "negative margin -1ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			l := newLimiter(1, 1, time.Second, time.Minute, 0)
+			for name, err := range map[string]error{"SetLimits": l.SetLimits(tt.limits), "NewLimiter": func() error { _, err := NewLimiter(tt.limits); return err }()} {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("%s(%+v): got %v, want an error saying %q", name, tt.limits, err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestLimitersOnePerHost(t *testing.T) {
+	ls := NewLimiters()
+	first, err := ls.For("https://api.ocamba.com", Limits{Burst: 5})
+	if err != nil {
+		t.Fatalf("For: got %v, want nil", err)
+	}
+	tests := []struct {
+		url  string
+		same bool
+	}{
+		{"https://API.Ocamba.com/", true},
+		{"https://api.ocamba.com:443/prefix", true},
+		{"http://api.ocamba.com", false},
+		{"https://api.ocamba.com:8443", false},
+		{"https://other.example", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			l, err := ls.For(tt.url, Limits{})
+			if err != nil {
+				t.Fatalf("For(%s): got %v, want nil", tt.url, err)
+			}
+			if got := l == first; got != tt.same {
+				t.Errorf("For(%s) is the limiter of https://api.ocamba.com: got %v, want %v", tt.url, got, tt.same)
+			}
+		})
+	}
+	if first.burst != 5 {
+		t.Errorf("burst after a second For with other limits: got %d, want 5 (For never changes limits)", first.burst)
+	}
+	for _, bad := range []struct{ url, want string }{
+		{"ftp://api.ocamba.com", "scheme"},
+		{"", "empty"},
+	} {
+		if _, err := ls.For(bad.url, Limits{}); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("For(%q): got %v, want an error saying %q", bad.url, err, bad.want)
+		}
+	}
+	if _, err := ls.For("https://api.ocamba.com", Limits{Burst: -1}); err == nil {
+		t.Errorf("For with a negative burst: got nil, want an error")
 	}
 }
