@@ -150,10 +150,6 @@ func TestSIGKILLAfterPatchThenRepair(t *testing.T) {
 		}
 		return n == 4 // each pass reads before its PATCH (preflight) and after it (read-back); this one's read-back hangs
 	})
-	for _, r := range f.hood.Requests() {
-		t.Logf("DEBUG %s %s %s %d %s", r.Time.Format("15:04:05.000"), r.Method, r.ID, r.Status, r.Fault)
-	}
-	t.Logf("DEBUG out: %s", out.String())
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
