@@ -221,7 +221,7 @@ func parseOnly(rawQuery string) ([]string, error) {
 	}
 	for k := range q {
 		if k != queryOnly {
-			return nil, fmt.Errorf("unknown query parameter %q (only %s=NAME[,NAME...])", k, queryOnly)
+			return nil, fmt.Errorf("unknown query parameter %q (the plan takes %s=NAME[,NAME...])", k, queryOnly)
 		}
 	}
 	vs, ok := q[queryOnly]
