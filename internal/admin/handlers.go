@@ -18,7 +18,9 @@ import (
 
 // Service is what the admin API drives: the daemon's scheduler and state.
 type Service interface {
-	// Rotate runs a forced pass (or a dry run) and blocks until it is done.
+	// Rotate runs the pass req describes (forced, a forced dry run, or a
+	// plan: DryRun without Force) and blocks until it is done; the pass
+	// starts after the call, so its Vault reads are not older than it.
 	// It returns an error wrapping rotate.ErrUnknownIntegration when
 	// req.Only names an integration that is not configured; what happened
 	// to each integration is in the report, not in the error.
