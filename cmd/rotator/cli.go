@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
@@ -61,6 +62,8 @@ type env struct {
 	getenv         func(string) string
 	reload         <-chan struct{}   // SIGHUP, for `run`
 	started        func(addr string) // called when `run` serves its admin API (tests)
+	// adminWriteTimeout, if set, is the admin server's write timeout (tests).
+	adminWriteTimeout time.Duration
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

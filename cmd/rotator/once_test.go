@@ -51,6 +51,9 @@ type fixture struct {
 	dir       string
 	env       map[string]string
 	vs        *vaulttest.Server
+	// adminWriteTimeout, if set, is the write timeout of the admin server
+	// of the daemons the fixture starts.
+	adminWriteTimeout time.Duration
 }
 
 func newFixture(t *testing.T, opts hoodtest.Options) *fixture {

@@ -40,6 +40,8 @@ func cmdRun(ctx context.Context, args []string, e env) int {
 		Reload:          e.reload,
 		ShutdownTimeout: shutdown,
 		Started:         e.started,
+
+		AdminWriteTimeout: e.adminWriteTimeout,
 	})
 	var ce *daemon.ConfigError
 	switch {

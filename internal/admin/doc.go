@@ -1,6 +1,6 @@
 // Package admin is rotator's admin side: the HTTP server on admin.listen
 // (/healthz, /readyz, /metrics and the bearer-protected /v1 API that forces a
-// pass or reports each integration's status) and the Prometheus metrics the
+// pass, plans one or reports each integration's status) and the Prometheus metrics the
 // daemon exports.
 //
 // Nothing here holds package-level state: metrics are registered on the

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/rotate"
@@ -17,7 +18,9 @@ import (
 
 // Service is what the admin API drives: the daemon's scheduler and state.
 type Service interface {
-	// Rotate runs a forced pass (or a dry run) and blocks until it is done.
+	// Rotate runs the pass req describes (forced, a forced dry run, or a
+	// plan: DryRun without Force) and blocks until it is done; the pass
+	// starts after the call, so its Vault reads are not older than it.
 	// It returns an error wrapping rotate.ErrUnknownIntegration when
 	// req.Only names an integration that is not configured; what happened
 	// to each integration is in the report, not in the error.
@@ -26,7 +29,8 @@ type Service interface {
 	Status() []IntegrationStatus
 	// Ready returns nil once the daemon is ready (configuration loaded,
 	// Vault login done), else the reason, e.g. "vault: not authenticated: …".
-	Ready() error
+	// ctx is the probe's: when it ends, Ready may return ctx's error.
+	Ready(ctx context.Context) error
 }
 
 // IntegrationStatus is one integration's entry in GET /v1/status.
@@ -50,12 +54,15 @@ type IntegrationStatus struct {
 // queryDryRun is the one query parameter the POST routes take.
 const queryDryRun = "dry_run"
 
+// queryOnly is the one query parameter of GET /v1/plan.
+const queryOnly = "only"
+
 func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeText(w, http.StatusOK, "ok")
 }
 
-func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
-	if err := s.svc.Ready(); err != nil {
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.svc.Ready(r.Context()); err != nil {
 		writeText(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
@@ -85,21 +92,47 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 		req.Only = []string{name}
 	}
 
+	msg := "unknown integration"
+	if name != "" {
+		msg = fmt.Sprintf("unknown integration %q", name)
+	}
+	s.runPass(w, r, req, "forced pass", msg)
+}
+
+// handlePlan serves GET /v1/plan[?only=NAME[,NAME...]]: what `rotator
+// plan` reports, from the running daemon. A dry run that honours change
+// detection (unchanged, or would push with the changes and any doubt),
+// run by the daemon like its other passes: nothing is written, no Hood
+// request is made, and the report names settings, never their values.
+func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) {
+	only, err := parseOnly(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	req := rotate.Request{Trigger: rotate.TriggerAdmin, DryRun: true, Only: only, Caller: r.RemoteAddr}
+	s.runPass(w, r, req, "plan", "")
+}
+
+// runPass asks the service for the pass req describes and answers its
+// report: 200 even when some integrations failed (each outcome says so),
+// 404 with notFound (or the error's text) for an unknown integration.
+func (s *Server) runPass(w http.ResponseWriter, r *http.Request, req rotate.Request, what, notFound string) {
 	ctx, cancel := s.passContext(r.Context())
 	defer cancel()
 	rep, err := s.svc.Rotate(ctx, req)
+	s.extendWrite(w, r)
 	clientGone := r.Context().Err() != nil
 	switch {
 	case errors.Is(err, rotate.ErrUnknownIntegration):
-		msg := "unknown integration"
-		if name != "" {
-			msg = fmt.Sprintf("unknown integration %q", name)
+		if notFound == "" {
+			notFound = err.Error()
 		}
-		writeError(w, http.StatusNotFound, msg)
+		writeError(w, http.StatusNotFound, notFound)
 	case err != nil && clientGone:
-		s.log.Warn("admin client went away; forced pass failed", "remote", r.RemoteAddr, "error", err.Error())
+		s.log.Warn("admin client went away; "+what+" failed", "remote", r.RemoteAddr, "error", err.Error())
 	case err != nil:
-		s.log.Error("forced pass failed", "remote", r.RemoteAddr, "error", err.Error())
+		s.log.Error(what+" failed", "remote", r.RemoteAddr, "error", err.Error())
 		writeError(w, http.StatusInternalServerError, "the pass could not run; see the daemon's log")
 	case clientGone:
 		s.log.Warn("admin client went away before the pass finished", "remote", r.RemoteAddr,
@@ -109,6 +142,16 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 			rep.Outcomes = []rotate.Outcome{}
 		}
 		writeJSON(w, http.StatusOK, rep)
+	}
+}
+
+// extendWrite gives the answer of a pass the whole write timeout from now:
+// the server's write deadline runs from the request, and a pass may outlast
+// it (the pass has its own deadlines).
+func (s *Server) extendWrite(w http.ResponseWriter, r *http.Request) {
+	err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Warn("cannot extend the write deadline of an answer", "remote", r.RemoteAddr, "error", err.Error())
 	}
 }
 
@@ -169,6 +212,36 @@ func parseDryRun(rawQuery string) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("%s must be given once, as true or false", queryDryRun)
+}
+
+// parseOnly reads the query of GET /v1/plan: nothing (every integration),
+// or only=NAME[,NAME...], repeatable. Any other parameter is refused.
+func parseOnly(rawQuery string) ([]string, error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, errors.New("malformed query string")
+	}
+	for k := range q {
+		if k != queryOnly {
+			return nil, fmt.Errorf("unknown query parameter %q (the plan takes %s=NAME[,NAME...])", k, queryOnly)
+		}
+	}
+	vs, ok := q[queryOnly]
+	if !ok {
+		return nil, nil
+	}
+	var names []string
+	for _, v := range vs {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%s names no integration", queryOnly)
+	}
+	return names, nil
 }
 
 // jsonMux serves mux, but answers its 404 and 405 (with Allow) as JSON

@@ -52,7 +52,7 @@ func (f *fakeService) Rotate(ctx context.Context, req rotate.Request) (rotate.Re
 
 func (f *fakeService) Status() []admin.IntegrationStatus { return f.status }
 
-func (f *fakeService) Ready() error { return f.ready }
+func (f *fakeService) Ready(context.Context) error { return f.ready }
 
 // requests returns a copy of the requests Rotate received.
 func (f *fakeService) requests() []rotate.Request {

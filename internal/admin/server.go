@@ -40,7 +40,7 @@ type Options struct {
 	Logger            *slog.Logger        // optional; default discards
 	ReadHeaderTimeout time.Duration       // default 5s
 	ReadTimeout       time.Duration       // default 10s
-	WriteTimeout      time.Duration       // default 10m: a forced pass can be long
+	WriteTimeout      time.Duration       // default 10m; a pass's answer gets it again once the pass is done
 	IdleTimeout       time.Duration       // default 60s
 	MaxBodyBytes      int64               // largest request body read; default 64 KiB
 }
@@ -56,6 +56,10 @@ type Server struct {
 	token   tokenStore
 	handler http.Handler
 	srv     *http.Server
+
+	// writeTimeout is the time an answer has to be written; a pass's
+	// answer gets it again from the end of the pass (extendWrite).
+	writeTimeout time.Duration
 
 	// base is the parent of every forced pass's context: a pass outlives a
 	// client that goes away, but not a Shutdown whose deadline expired.
@@ -113,6 +117,8 @@ func NewServer(opts Options) (*Server, error) {
 		svc:     opts.Service,
 		log:     opts.Logger,
 		maxBody: opts.MaxBodyBytes,
+
+		writeTimeout: opts.WriteTimeout,
 	}
 	s.base, s.stopBase = context.WithCancel(context.Background())
 	s.token.set(opts.Token)
@@ -144,6 +150,7 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	v1.HandleFunc("POST /v1/rotate", s.handleRotate)
 	v1.HandleFunc("POST /v1/rotate/{name}", s.handleRotate)
 	v1.HandleFunc("GET /v1/status", s.handleStatus)
+	v1.HandleFunc("GET /v1/plan", s.handlePlan)
 	api := s.logRequests(s.requireToken(jsonMux(v1)))
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

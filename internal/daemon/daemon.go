@@ -46,6 +46,10 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Started, if set, is called once the admin server listens, with its address.
 	Started func(adminAddr string)
+	// AdminWriteTimeout is the admin server's write timeout (admin.Options.
+	// WriteTimeout); default admin.DefaultWriteTimeout. The answer of a pass
+	// is written even after a longer pass.
+	AdminWriteTimeout time.Duration
 }
 
 // ConfigError is returned by Run when the configuration cannot be used at
@@ -82,6 +86,7 @@ type Daemon struct {
 	// life of the process: a reload's new client keeps pacing (and holding)
 	// the requests of the old one.
 	limiters *hood.Limiters
+	ready    *readyGate
 
 	mu    sync.RWMutex // guards cur
 	cur   *world
@@ -122,6 +127,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts:       opts,
 		log:        opts.Logger,
 		status:     newStatusBook(),
+		ready:      newReadyGate(),
 		force:      make(chan *forced),
 		ticks:      make(chan []string),
 		watchTicks: make(chan []string),
@@ -160,6 +166,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d.srv, err = admin.NewServer(admin.Options{
 		Listen: cfg.Admin.Listen, Token: token, Service: d, Gatherer: opts.Registry, Logger: d.log,
+		WriteTimeout: opts.AdminWriteTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("build admin server: %w", err)
@@ -233,8 +240,10 @@ func (d *Daemon) world() *world {
 	return d.cur
 }
 
-// Rotate implements admin.Service: it asks the loop for a forced pass and
-// waits for its report.
+// Rotate implements admin.Service: it asks the loop for the pass req
+// describes (forced, a forced dry run, or a plan: a dry run without Force)
+// and waits for its report. The pass starts after the request arrived, so
+// every Vault read behind the answer was made after that.
 func (d *Daemon) Rotate(ctx context.Context, req rotate.Request) (rotate.Report, error) {
 	if w := d.world(); w != nil {
 		if _, err := w.engine.Select(req.Only); err != nil {
@@ -261,8 +270,9 @@ func (d *Daemon) Rotate(ctx context.Context, req rotate.Request) (rotate.Report,
 func (d *Daemon) Status() []admin.IntegrationStatus { return d.status.list() }
 
 // Ready implements admin.Service: the configuration is loaded, the Vault
-// login succeeded and Vault answers its health check.
-func (d *Daemon) Ready() error {
+// login succeeded and Vault answers its health check. Probes share health
+// checks (readyGate): at most one Vault request per second.
+func (d *Daemon) Ready(ctx context.Context) error {
 	w := d.world()
 	if w == nil {
 		return errors.New("configuration not loaded")
@@ -270,9 +280,7 @@ func (d *Daemon) Ready() error {
 	if !w.vault.Authenticated() {
 		return errors.New("vault: not authenticated")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := w.vault.Health(ctx); err != nil {
+	if err := d.ready.check(ctx, w.vault); err != nil {
 		return fmt.Errorf("vault: %w", err)
 	}
 	return nil

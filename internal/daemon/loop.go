@@ -15,7 +15,8 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/state"
 )
 
-// forced is one forced-pass request from the admin API.
+// forced is one request for a pass from the admin API: a forced pass, a
+// forced dry run or a plan (a dry run with change detection).
 type forced struct {
 	req     rotate.Request
 	arrived time.Time
@@ -27,8 +28,10 @@ type passResult struct {
 	err error
 }
 
-// group is forced requests that one pass serves: the same dry_run and the
-// same integrations.
+// group is admin requests that one pass serves: the same kind (push, forced
+// dry run or plan) and the same integrations. A group only gathers requests
+// that wait for a pass to start, so its reads are all made after every one
+// of them arrived.
 type group struct {
 	key     string
 	req     rotate.Request
@@ -39,16 +42,20 @@ type group struct {
 func keyOf(req rotate.Request) string {
 	only := slices.Clone(req.Only)
 	sort.Strings(only)
-	dry := "push"
-	if req.DryRun {
-		dry = "dry"
+	kind := "push"
+	switch {
+	case req.DryRun && req.Force:
+		kind = "dry"
+	case req.DryRun:
+		kind = "plan"
+	case !req.Force:
+		kind = "changed"
 	}
-	return dry + ":" + strings.Join(only, ",")
+	return kind + ":" + strings.Join(only, ",")
 }
 
 // running is the one pass in progress.
 type running struct {
-	key     string // the group key of a forced pass; "" otherwise
 	names   map[string]bool
 	dryRun  bool
 	waiters []*forced
@@ -97,26 +104,29 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 				g := pending[0]
 				pending = pending[1:]
 				req := g.req
-				req.Trigger, req.Force, req.NotBefore = rotate.TriggerAdmin, true, g.latest
-				run = d.start(ctx, w, req, g.key)
+				req.Trigger = rotate.TriggerAdmin
+				if req.Force {
+					req.NotBefore = g.latest
+				}
+				run = d.start(ctx, w, req)
 				run.waiters = g.waiters
 			case startup:
 				startup = false
-				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerStartup}, "")
+				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerStartup})
 			case len(due) > 0:
 				names := known(w.cfg, due)
 				due = map[string]bool{}
 				if len(names) == 0 {
 					continue // nothing left to run: look at what else is due
 				}
-				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerSchedule, Only: names}, "")
+				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerSchedule, Only: names})
 			case len(watchDue) > 0:
 				names := known(w.cfg, watchDue)
 				watchDue = map[string]bool{}
 				if len(names) == 0 {
 					continue
 				}
-				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerWatch, Only: names}, "")
+				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerWatch, Only: names})
 			}
 		}
 		var done chan passResult
@@ -128,11 +138,10 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 			d.shutdown(run, pending, sess)
 			return
 		case f := <-d.force:
+			// Never joined to the pass running now: its Vault reads may
+			// be older than the request. It waits for the next pass, with
+			// the identical requests that wait too.
 			k := keyOf(f.req)
-			if run != nil && run.key == k {
-				run.waiters = append(run.waiters, f) // coalesce with the identical pass in flight
-				continue
-			}
 			if i := slices.IndexFunc(pending, func(g *group) bool { return g.key == k }); i >= 0 {
 				pending[i].waiters = append(pending[i].waiters, f)
 				pending[i].latest = f.arrived
@@ -173,9 +182,9 @@ func known(cfg *config.Config, due map[string]bool) []string {
 // start runs a pass in its own goroutine. The pass does not end with the
 // daemon's context: on shutdown it is told to start no new push, and only
 // cancelled if the pushes in flight outlast the shutdown timeout.
-func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, key string) *running {
+func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request) *running {
 	passCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &running{key: key, dryRun: req.DryRun, stop: make(chan struct{}), cancel: cancel, done: make(chan passResult, 1), names: map[string]bool{}}
+	r := &running{dryRun: req.DryRun, stop: make(chan struct{}), cancel: cancel, done: make(chan passResult, 1), names: map[string]bool{}}
 	for _, n := range req.Only {
 		r.names[n] = true
 	}
