@@ -1,5 +1,5 @@
 // Package hoodtest is a test server for the Ocamba Hood API. It follows the
-// documented behaviour in /work/shared/hood-api.md: bearer authentication,
+// behaviour Hood's public API documentation describes: bearer authentication,
 // the settings-only PATCH that silently drops fields its provider lacks and
 // answers 204, the GET of an integration with secret settings masked, the
 // list endpoints, the documented error body and both rate limits (burst and
