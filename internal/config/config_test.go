@@ -214,9 +214,9 @@ func TestValidFull(t *testing.T) {
 		OnVerifyFailure: "rollback",
 	})
 	check(t, "integrations[1]", c.Integrations[1], config.Integration{
-		Name: "sendgrid_1", ID: "98765432109876543210", Provider: "sendgrid_email",
+		Name: "sendgrid_1", ID: "9876543210987654321", Provider: "sendgrid_email",
 		Source:          config.Source{Mount: "kv", Path: "mail/sendgrid", KVVersion: 1},
-		Schedule:        "@every 90s",
+		Schedule:        "@every 90m",
 		OnVerifyFailure: "keep",
 	})
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "@hourly")
@@ -471,7 +471,7 @@ func TestParseProblems(t *testing.T) {
 		want       []string
 	}{
 		{"every unknown key", "vault:\n  adress: x\n  auth:\n    metod: token\nhood:\n  rate_limt: {}\n", []string{
-			"vault.adress (line 2): unknown key (valid: address, auth, ca_cert, namespace, timeout)",
+			"vault.adress (line 2): unknown key (valid: address, auth, ca_cert, namespace, timeout, tls_skip_verify)",
 			"vault.auth.metod (line 4): unknown key (valid: jwt_file, method, mount, role, role_id, secret_id_file, token_file)",
 			"hood.rate_limt (line 6): unknown key (valid: allow_insecure_http, base_url, max_in_flight, rate_limit, retry, timeout, token, verify_timeout)",
 		}},
