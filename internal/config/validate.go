@@ -274,7 +274,7 @@ func (v *validator) schedule(path, spec string) {
 		return
 	}
 	if s, ok := v.parsed(spec); ok && s.Next(scheduleProbe(v.c.Location())).IsZero() {
-		v.add(path, "schedule %q never fires (no date matches it, such as 30 February): rotator would never run", clip(spec))
+		v.add(path, "schedule %q never fires: no date matches it (such as 30 February or 31 April), so rotator would never run", clip(spec))
 	}
 }
 
@@ -382,12 +382,12 @@ func (v *validator) files() {
 		}
 		for _, o := range written[:i] {
 			if o.name != "" && filepath.Clean(o.name) == filepath.Clean(w.name) {
-				v.add(w.path, "the same file as %s (%s): each file rotator writes needs a path of its own", v.at(o.path), w.name)
+				v.add(w.path, "%s is also the file of %s: each file rotator writes needs a path of its own", w.name, v.at(o.path))
 			}
 		}
 		for _, r := range read {
 			if r.name != "" && filepath.Clean(r.name) == filepath.Clean(w.name) {
-				v.add(w.path, "the same file as %s (%s): rotator would write over a file it reads", v.at(r.path), w.name)
+				v.add(w.path, "%s is also the file of %s: rotator would write over a file it reads", w.name, v.at(r.path))
 			}
 		}
 	}
