@@ -42,6 +42,10 @@ type Vault struct {
 	Auth      VaultAuth `yaml:"auth"`
 	// Timeout bounds one Vault request (addition to CONTRACT.md).
 	Timeout Duration `yaml:"timeout"`
+	// TLSSkipVerify turns off the check of Vault's TLS certificate
+	// (addition to CONTRACT.md). Only the file sets it: $VAULT_SKIP_VERIFY
+	// is ignored. Refused together with CACert.
+	TLSSkipVerify bool `yaml:"tls_skip_verify"`
 }
 
 // VaultAuth selects and parameterises the Vault login method.

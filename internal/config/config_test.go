@@ -214,9 +214,9 @@ func TestValidFull(t *testing.T) {
 		OnVerifyFailure: "rollback",
 	})
 	check(t, "integrations[1]", c.Integrations[1], config.Integration{
-		Name: "sendgrid_1", ID: "98765432109876543210", Provider: "sendgrid_email",
+		Name: "sendgrid_1", ID: "9876543210987654321", Provider: "sendgrid_email",
 		Source:          config.Source{Mount: "kv", Path: "mail/sendgrid", KVVersion: 1},
-		Schedule:        "@every 90s",
+		Schedule:        "@every 90m",
 		OnVerifyFailure: "keep",
 	})
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "@hourly")
@@ -471,7 +471,7 @@ func TestParseProblems(t *testing.T) {
 		want       []string
 	}{
 		{"every unknown key", "vault:\n  adress: x\n  auth:\n    metod: token\nhood:\n  rate_limt: {}\n", []string{
-			"vault.adress (line 2): unknown key (valid: address, auth, ca_cert, namespace, timeout)",
+			"vault.adress (line 2): unknown key (valid: address, auth, ca_cert, namespace, timeout, tls_skip_verify)",
 			"vault.auth.metod (line 4): unknown key (valid: jwt_file, method, mount, role, role_id, secret_id_file, token_file)",
 			"hood.rate_limt (line 6): unknown key (valid: allow_insecure_http, base_url, max_in_flight, rate_limit, retry, timeout, token, verify_timeout)",
 		}},
@@ -866,4 +866,44 @@ func TestSourceKey(t *testing.T) {
 func TestEffectiveSchedule(t *testing.T) {
 	check(t, "own", config.Integration{Schedule: "@hourly"}.EffectiveSchedule("0 3 * * *"), "@hourly")
 	check(t, "global", config.Integration{}.EffectiveSchedule("0 3 * * *"), "0 3 * * *")
+}
+
+// TestTLSSkipVerify: only the file turns certificate checks off, an
+// environment variable only when the file names it, and never together
+// with a CA, whether the file or $VAULT_CACERT sets it.
+func TestTLSSkipVerify(t *testing.T) {
+	const head = "vault:\n  address: https://vault.example.com:8200\n  tls_skip_verify: %s\n  auth: {method: token, token_file: /run/t}\n" +
+		"hood: {token: {env: HOOD_TOKEN}}\nintegrations: [{name: a, id: \"1\", provider: telegram, source: {mount: s, path: p}}]\n"
+	tests := []struct {
+		name, value string
+		env         map[string]string
+		want        bool
+		wantErr     string
+	}{
+		{"default false", "false", nil, false, ""},
+		{"true", "true", nil, true, ""},
+		{"$VAULT_SKIP_VERIFY alone is ignored", "false", map[string]string{"VAULT_SKIP_VERIFY": "true"}, false, ""},
+		{"the file opts in to $VAULT_SKIP_VERIFY", "${VAULT_SKIP_VERIFY}", map[string]string{"VAULT_SKIP_VERIFY": "true"}, true, ""},
+		{"with $VAULT_CACERT", "true", map[string]string{"VAULT_CACERT": "/etc/ca.pem"}, true,
+			"vault.tls_skip_verify (line 3): refused together with vault.ca_cert, which $VAULT_CACERT sets: a CA to check the certificate against and no check contradict each other; unset VAULT_CACERT or drop tls_skip_verify"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte(fmt.Sprintf(head, tt.value)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.LoadAndValidate(path, env(tt.env))
+			gotErr := ""
+			if err != nil {
+				gotErr = err.Error()
+			}
+			if gotErr != tt.wantErr {
+				t.Fatalf("error: got %q, want %q", gotErr, tt.wantErr)
+			}
+			if c.Vault.TLSSkipVerify != tt.want {
+				t.Errorf("TLSSkipVerify: got %v, want %v", c.Vault.TLSSkipVerify, tt.want)
+			}
+		})
+	}
 }

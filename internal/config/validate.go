@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -83,10 +84,12 @@ func (c *Config) Validate(getenv func(string) string) error {
 	v := &validator{c: c}
 	v.vault(getenv)
 	v.hood()
+	v.timing() // first: the schedules are checked in the time zone
 	v.schedule("schedule", c.Schedule)
-	v.timing()
 	v.admin()
 	v.integrations()
+	v.jitter()
+	v.files()
 	v.ha()
 	v.watch()
 	if len(v.problems) == 0 {
@@ -102,6 +105,15 @@ type validator struct {
 	problems []Problem
 }
 
+// at names the setting at path for a message: "path (line N)" when the
+// file writes it, else "path".
+func (v *validator) at(path string) string {
+	if l := v.c.lines[path]; l > 0 {
+		return fmt.Sprintf("%s (line %d)", path, l)
+	}
+	return path
+}
+
 // add records a problem at path, on the line where path is written.
 func (v *validator) add(path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{Path: path, Line: v.c.Line(path), Message: fmt.Sprintf(format, args...)})
@@ -113,6 +125,17 @@ func (v *validator) vault(getenv func(string) string) {
 		v.add("vault.address", "required: set it here or in $VAULT_ADDR")
 	} else if msg := checkHTTPURL(va.Address); msg != "" {
 		v.add("vault.address", "%s", msg)
+	}
+	if va.TLSSkipVerify {
+		switch {
+		case va.CACert != "" && v.c.lines["vault.ca_cert"] > 0:
+			v.add("vault.tls_skip_verify", "refused together with %s: a CA to check the certificate against and no check contradict each other; keep one",
+				v.at("vault.ca_cert"))
+		case va.CACert != "":
+			v.add("vault.tls_skip_verify", "refused together with vault.ca_cert, which $VAULT_CACERT sets: a CA to check the certificate against and no check contradict each other; unset VAULT_CACERT or drop tls_skip_verify")
+		case strings.HasPrefix(va.Address, "http://"):
+			v.add("vault.tls_skip_verify", "only used with an https vault.address, got %s", va.Address)
+		}
 	}
 
 	a := va.Auth
@@ -248,6 +271,125 @@ func (v *validator) hood() {
 func (v *validator) schedule(path, spec string) {
 	if err := checkCron(spec); err != nil {
 		v.add(path, "invalid schedule %q: %v (want 5 cron fields such as \"0 3 * * *\", or @hourly, @daily, @every 90s)", clip(spec), err)
+		return
+	}
+	if s, ok := v.parsed(spec); ok && s.Next(scheduleProbe(v.c.Location())).IsZero() {
+		v.add(path, "schedule %q never fires: no date matches it (such as 30 February or 31 April), so rotator would never run", clip(spec))
+	}
+}
+
+// parsed returns spec parsed as the scheduler parses it, when checkCron
+// accepts it.
+func (v *validator) parsed(spec string) (cron.Schedule, bool) {
+	if checkCron(spec) != nil {
+		return nil, false
+	}
+	s, err := cron.ParseStandard(spec)
+	return s, err == nil
+}
+
+// scheduleProbe is where the search for a schedule's runs starts: a fixed
+// time, so that a file validates the same way every day. robfig/cron's Next
+// looks five years ahead, which covers every date a 5-field schedule names.
+func scheduleProbe(loc *time.Location) time.Time {
+	return time.Date(2026, time.January, 1, 0, 0, 0, 0, loc)
+}
+
+// Bounds of the search for a schedule's shortest period (see jitter).
+const (
+	periodRuns    = 10000
+	periodHorizon = 400 * 24 * time.Hour
+)
+
+// shortestPeriod returns the shortest time between two runs of s found
+// over its runs in the year after scheduleProbe (at most periodRuns),
+// stopping early once one is not longer than limit; false when s runs
+// fewer than twice.
+func shortestPeriod(s cron.Schedule, loc *time.Location, limit time.Duration) (time.Duration, bool) {
+	from := scheduleProbe(loc)
+	prev := s.Next(from)
+	if prev.IsZero() {
+		return 0, false
+	}
+	shortest, found := time.Duration(math.MaxInt64), false
+	for range periodRuns {
+		next := s.Next(prev)
+		if next.IsZero() || !next.After(prev) {
+			break
+		}
+		if gap := next.Sub(prev); gap < shortest {
+			shortest, found = gap, true
+		}
+		if shortest <= limit || next.Sub(from) > periodHorizon {
+			break
+		}
+		prev = next
+	}
+	return shortest, found
+}
+
+// jitter refuses a jitter as long as the shortest period of a schedule in
+// use: the pass of one run would start after the next run is due, and the
+// delayed passes would pile up.
+func (v *validator) jitter() {
+	j := v.c.Jitter.D()
+	if j <= 0 {
+		return
+	}
+	type use struct{ path, spec string }
+	var uses []use
+	seen := map[string]bool{}
+	for i, in := range v.c.Integrations {
+		u := use{"schedule", v.c.Schedule}
+		if in.Schedule != "" {
+			u = use{indexPath("integrations", i) + ".schedule", in.Schedule}
+		}
+		if !seen[u.spec] {
+			seen[u.spec] = true
+			uses = append(uses, u)
+		}
+	}
+	for _, u := range uses {
+		s, ok := v.parsed(u.spec)
+		if !ok {
+			continue
+		}
+		if p, ok := shortestPeriod(s, v.c.Location(), j); ok && j >= p {
+			v.add("jitter", "must be shorter than the shortest time between two runs of %s %q (%s), got %s: a delayed pass would start after the next one is due, and passes would pile up",
+				v.at(u.path), clip(u.spec), p, v.c.Jitter)
+		}
+	}
+}
+
+// files refuses two settings that name the same file when rotator writes
+// one of them (state.path, audit.path): each file it writes needs a path of
+// its own, and must not be a file it reads. Paths are compared as written
+// (cleaned), without touching the file system.
+func (v *validator) files() {
+	type file struct{ path, name string }
+	written := []file{{"state.path", v.c.State.Path}, {"audit.path", v.c.Audit.Path}}
+	a := v.c.Vault.Auth
+	read := []file{
+		{"vault.ca_cert", v.c.Vault.CACert},
+		{"vault.auth.token_file", a.TokenFile},
+		{"vault.auth.secret_id_file", a.SecretIDFile},
+		{"vault.auth.jwt_file", a.JWTFile},
+		{"admin.token_file", v.c.Admin.TokenFile},
+	}
+	for i, w := range written {
+		if w.name == "" {
+			continue
+		}
+		for _, o := range written[:i] {
+			if o.name != "" && filepath.Clean(o.name) == filepath.Clean(w.name) {
+				v.add(w.path, "%s is also the file of %s: each file rotator writes needs a path of its own", w.name, v.at(o.path))
+			}
+		}
+		for _, r := range read {
+			if r.name != "" && filepath.Clean(r.name) == filepath.Clean(w.name) {
+				v.add(w.path, "%s is also the file of %s: rotator would write over a file it reads", w.name, v.at(r.path))
+			}
+		}
 	}
 }
 
@@ -286,7 +428,7 @@ func (v *validator) integrations() {
 	}
 	validProviders := strings.Join(hood.ProviderKeys(), ", ")
 	names := map[string]int{}
-	ids := map[string]int{}
+	ids := map[uint64]int{} // by value: "1161" and "01161" are one Hood integration
 	for i, in := range v.c.Integrations {
 		p := indexPath("integrations", i)
 
@@ -301,17 +443,29 @@ func (v *validator) integrations() {
 			names[in.Name] = i
 		}
 
-		switch first, dup := ids[in.ID]; {
+		id, idErr := strconv.ParseUint(in.ID, 10, 64)
+		switch first, dup := ids[id]; {
 		case in.ID == "":
 			v.add(p+".id", "required: the Hood integration id")
 		case !idPattern.MatchString(in.ID):
 			v.add(p+".id", "must be decimal digits, got %q", clip(in.ID))
 		case len(in.ID) > 20:
 			v.add(p+".id", "must be at most 20 digits, got %d", len(in.ID))
-		case dup:
+		case idErr != nil:
+			v.add(p+".id", "must fit in 64 bits (at most %d), got %s", uint64(math.MaxUint64), in.ID)
+		case dup && v.c.Integrations[first].ID == in.ID:
 			v.add(p+".id", "duplicate id %q (first at integrations[%d]): two entries would fight over one Hood integration", in.ID, first)
+		case dup:
+			fp := indexPath("integrations", first) + ".id"
+			v.add(p+".id", "duplicate id: %q is Hood integration %d, as is %q at %s: two entries would fight over one Hood integration",
+				in.ID, id, v.c.Integrations[first].ID, v.at(fp))
+		case id == 0:
+			v.add(p+".id", "must be a Hood integration id, not 0")
+		case in.ID[0] == '0':
+			v.add(p+".id", "must be written without leading zeros: %q, got %q", strconv.FormatUint(id, 10), in.ID)
+			ids[id] = i
 		default:
-			ids[in.ID] = i
+			ids[id] = i
 		}
 
 		pr, known := hood.LookupProvider(in.Provider)

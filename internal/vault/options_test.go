@@ -120,8 +120,13 @@ func TestNamespaceAndTokenReachTheWire(t *testing.T) {
 
 func TestAddressDefaultsToVaultAddr(t *testing.T) {
 	h := newHarness(t)
-	t.Setenv("VAULT_ADDR", "http://127.0.0.1:8299")
-	c := h.client(config.Vault{}, nil)
+	// Through Options.Getenv, as every VAULT_* variable rotator honours.
+	c := h.client(config.Vault{}, func(k string) string {
+		if k == "VAULT_ADDR" {
+			return "http://127.0.0.1:8299"
+		}
+		return ""
+	})
 	if got, want := c.Address(), "http://127.0.0.1:8299"; got != want {
 		t.Errorf("Address without cfg.Address: got %q, want $VAULT_ADDR %q", got, want)
 	}

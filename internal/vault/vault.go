@@ -19,13 +19,16 @@ package vault
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -77,9 +80,10 @@ type Options struct {
 	// the result (ResultOK or ResultError), for metrics. It must be safe for
 	// concurrent use.
 	Observe func(operation, result string)
-	// Getenv reads VAULT_TOKEN for the token method. Default: os.Getenv.
-	// (The vault/api defaults, VAULT_ADDR, VAULT_CACERT and the like, are
-	// read by api.DefaultConfig from the process environment.)
+	// Getenv reads the variables of HonouredEnv (VAULT_TOKEN for the token
+	// method; VAULT_ADDR, VAULT_NAMESPACE and VAULT_CACERT when the
+	// configuration leaves them empty) and those of IgnoredEnv, to warn
+	// about them. Default: os.Getenv.
 	Getenv func(string) string
 	// OnAuth, when set, is called with the state of Authenticated() after
 	// the client's first login attempt (whatever its outcome, so that a
@@ -127,13 +131,17 @@ type Client struct {
 	changed       chan struct{} // closed (and replaced) when gen or authenticated changes
 }
 
-// New creates a client for cfg without contacting Vault. It starts from
-// api.DefaultConfig (which honours VAULT_ADDR, VAULT_CACERT and the other
-// VAULT_* variables); cfg.Address, cfg.Namespace and cfg.CACert override
-// them when set. vault/api's retries are turned off, and a $VAULT_TOKEN that
-// vault/api would pick up by itself is dropped: the token comes from Login.
-// Errors are *Error of KindInvalid (Op "configure"), such as a CA file that
-// cannot be read or holds no certificate.
+// New creates a client for cfg without contacting Vault. The client is
+// built from cfg alone: cfg.Address, cfg.Namespace and cfg.CACert default
+// to $VAULT_ADDR, $VAULT_NAMESPACE and $VAULT_CACERT (through
+// Options.Getenv), and every other VAULT_* variable that vault/api would
+// apply by itself (IgnoredEnv) is ignored, with one warning per variable
+// set; certificate checks are turned off only by cfg.TLSSkipVerify, with a
+// warning each time a client is created. vault/api's retries are turned
+// off, and a $VAULT_TOKEN that vault/api would pick up by itself is
+// dropped: the token comes from Login. Errors are *Error of KindInvalid (Op
+// "configure"), such as a CA file that cannot be read or holds no
+// certificate, or both cfg.TLSSkipVerify and a CA file.
 func New(cfg config.Vault, opts Options) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
@@ -184,48 +192,153 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	}
 	c.healthAPI.ClearNamespace()
 	c.addr = c.api.Address()
+	for _, name := range IgnoredEnv(c.getenv) {
+		c.log.Warn("environment variable ignored: rotator takes its Vault settings from the configuration file only",
+			"variable", name)
+	}
+	if cfg.TLSSkipVerify {
+		c.log.Warn("vault.tls_skip_verify is true: the Vault server's TLS certificate is not checked, anyone on the path to it can read the secrets",
+			"address", c.addr)
+	}
 	return c, nil
 }
 
-// newAPI builds one vault/api client from the defaults and c.cfg, and
-// returns it with its HTTP client. wrap, when not nil, wraps the HTTP
-// transport.
+// HonouredEnv returns the VAULT_* environment variables rotator uses, all
+// through the configuration: VAULT_ADDR, VAULT_NAMESPACE and VAULT_CACERT
+// are the defaults of vault.address, vault.namespace and vault.ca_cert, and
+// VAULT_TOKEN is the token of method token without auth.token_file.
+func HonouredEnv() []string {
+	return []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_NAMESPACE", "VAULT_TOKEN"}
+}
+
+// ignoredEnv lists the VAULT_* variables that vault/api (v1.23) reads by
+// itself and rotator ignores: TLS (a setting that weakens it, such as
+// VAULT_SKIP_VERIFY, is ignored unless the configuration file opts in with
+// vault.tls_skip_verify), retries, timeouts, rate limits, proxies,
+// redirects, extra headers and response wrapping are rotator's own
+// settings.
+func ignoredEnv() []string {
+	return []string{
+		"VAULT_AGENT_ADDR",
+		"VAULT_CACERT_BYTES",
+		"VAULT_CAPATH",
+		"VAULT_CLIENT_CERT",
+		"VAULT_CLIENT_KEY",
+		"VAULT_CLIENT_TIMEOUT",
+		"VAULT_DISABLE_REDIRECTS",
+		"VAULT_HEADERS",
+		"VAULT_HTTP_PROXY",
+		"VAULT_MAX_RETRIES",
+		"VAULT_PROXY_ADDR",
+		"VAULT_RATE_LIMIT",
+		"VAULT_SKIP_VERIFY",
+		"VAULT_SRV_LOOKUP",
+		"VAULT_TLS_SERVER_NAME",
+		"VAULT_WRAP_TTL",
+	}
+}
+
+// IgnoredEnv returns, sorted, the names of the VAULT_* variables that
+// vault/api would apply and rotator ignores which are set (non-empty) in
+// getenv's environment. Only names are returned, never values.
+func IgnoredEnv(getenv func(string) string) []string {
+	var set []string
+	for _, name := range ignoredEnv() {
+		if getenv(name) != "" {
+			set = append(set, name)
+		}
+	}
+	return set
+}
+
+// newAPI builds one vault/api client from c.cfg alone, and returns it with
+// its HTTP client. wrap, when not nil, wraps the HTTP transport.
+//
+// The configuration is built here rather than by api.DefaultConfig, which
+// applies the VAULT_* environment (VAULT_SKIP_VERIFY among them, which would
+// turn certificate checks off whatever vault.ca_cert says). Only the
+// variables in HonouredEnv are used, as documented there; what api.NewClient
+// still takes from the environment by itself (token, namespace, headers,
+// the wrapping TTL of every request) is reset.
 func (c *Client) newAPI(wrap func(http.RoundTripper) http.RoundTripper) (*api.Client, *http.Client, error) {
 	invalid := func(detail string, err error) error {
 		return &Error{Op: "configure", Kind: KindInvalid, Detail: detail, Err: err}
 	}
-	ac := api.DefaultConfig()
-	if ac.Error != nil {
-		return nil, nil, invalid("read VAULT_* environment: "+ac.Error.Error(), ac.Error)
+	address := c.cfg.Address
+	if address == "" {
+		address = c.getenv("VAULT_ADDR")
 	}
-	if c.cfg.Address != "" {
-		ac.Address = c.cfg.Address
-		ac.AgentAddress = "" // $VAULT_AGENT_ADDR would win over Address
+	if address == "" {
+		address = api.DefaultAddress
 	}
-	ac.MaxRetries = 0
-	ac.Timeout = c.timeout
-	ac.Limiter = nil
-	if c.cfg.CACert != "" {
-		if err := checkCACert(c.cfg.CACert); err != nil {
+	namespace := c.cfg.Namespace
+	if namespace == "" {
+		namespace = c.getenv("VAULT_NAMESPACE")
+	}
+	caCert := c.cfg.CACert
+	if caCert == "" && !c.cfg.TLSSkipVerify {
+		caCert = c.getenv("VAULT_CACERT")
+	}
+	if caCert != "" && c.cfg.TLSSkipVerify {
+		return nil, nil, invalid("tls_skip_verify and ca_cert are both set: choose one", ErrInvalid)
+	}
+
+	// The transport of api.DefaultConfig (go-cleanhttp's pooled transport,
+	// TLS 1.2 at least), without its environment.
+	transport := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   30 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   runtime.GOMAXPROCS(0) + 1,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	hc := &http.Client{
+		Transport: transport,
+		// vault/api follows Vault's redirects itself.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	ac := &api.Config{
+		Address:    address,
+		HttpClient: hc,
+		Timeout:    c.timeout,
+		MaxRetries: 0,
+	}
+	if caCert != "" {
+		if err := checkCACert(caCert); err != nil {
 			return nil, nil, invalid(err.Error(), err)
 		}
-		if err := ac.ConfigureTLS(&api.TLSConfig{CACert: c.cfg.CACert}); err != nil {
-			return nil, nil, invalid(fmt.Sprintf("ca_cert %s: %v", c.cfg.CACert, err), err)
+	}
+	if caCert != "" || c.cfg.TLSSkipVerify {
+		if err := ac.ConfigureTLS(&api.TLSConfig{CACert: caCert, Insecure: c.cfg.TLSSkipVerify}); err != nil {
+			return nil, nil, invalid(fmt.Sprintf("ca_cert %s: %v", caCert, err), err)
 		}
 	}
 	if wrap != nil {
-		ac.HttpClient.Transport = wrap(ac.HttpClient.Transport)
+		hc.Transport = wrap(hc.Transport)
 	}
 	client, err := api.NewClient(ac)
 	if err != nil {
-		return nil, nil, invalid(fmt.Sprintf("create client for %q: %v", ac.Address, err), err)
+		// api.NewClient parses the whole VAULT_* environment even though
+		// none of it is used: a malformed value still stops it.
+		return nil, nil, invalid(fmt.Sprintf("create client for %q: %v (vault/api parses every VAULT_* variable, even those rotator ignores: fix or unset it)", address, err), err)
 	}
 	// api.NewClient takes $VAULT_TOKEN by itself; the token comes from Login.
 	client.ClearToken()
-	if c.cfg.Namespace != "" {
-		client.SetNamespace(c.cfg.Namespace)
+	// It adds $VAULT_HEADERS to every request: keep only its own header.
+	client.SetHeaders(http.Header{api.RequestHeaderName: []string{"true"}})
+	// Without a lookup function, $VAULT_WRAP_TTL would wrap every response.
+	client.SetWrappingLookupFunc(func(string, string) string { return "" })
+	if namespace != "" {
+		client.SetNamespace(namespace)
 	}
-	return client, ac.HttpClient, nil
+	return client, hc, nil
 }
 
 // checkCACert checks that path is a readable PEM file with a certificate.

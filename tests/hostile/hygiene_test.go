@@ -449,6 +449,71 @@ func TestVaultTLS(t *testing.T) {
 			}
 		})
 	}
+	// The configuration decides certificate checks: $VAULT_SKIP_VERIFY,
+	// which vault/api applies by itself, is ignored (with a warning naming
+	// it), and only vault.tls_skip_verify turns the check off.
+	for _, tt := range []struct {
+		name string
+		ca   func() string
+	}{
+		{"$VAULT_SKIP_VERIFY with another CA", func() string { return otherCA(t, f.dir) }},
+		{"$VAULT_SKIP_VERIFY without a CA", func() string { return "" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.count("", "")
+			c := f.config(cfg{vaultAddr: v.addr, vaultCA: tt.ca(), integrations: ints})
+			f.env = []string{"VAULT_SKIP_VERIFY=true", "VAULT_TLS_SERVER_NAME=tls-name-not-to-log.invalid"}
+			defer func() { f.env = nil }()
+			r := f.once(c, "--force")
+			if r.code != 1 {
+				t.Fatalf("exit code: got %d, want 1 (the certificate refused)\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			wantLine(t, r, "tg", "failed", "certificate")
+			if got := f.count("", ""); got != before {
+				t.Errorf("Hood requests without a Vault secret: got %d, want 0", got-before)
+			}
+			for _, name := range []string{"VAULT_SKIP_VERIFY", "VAULT_TLS_SERVER_NAME"} {
+				if n := countLogs(r.stderr, "environment variable ignored: rotator takes its Vault settings from the configuration file only", map[string]string{"level": "WARN", "variable": name}); n < 1 {
+					t.Errorf("warnings naming %s: got %d, want at least 1\n%s", name, n, r.stderr)
+				}
+			}
+			if strings.Contains(r.stdout+r.stderr, "tls-name-not-to-log") {
+				t.Errorf("the log shows the value of an ignored variable, want its name only:\n%s", r.stderr)
+			}
+		})
+	}
+	t.Run("vault.tls_skip_verify: true", func(t *testing.T) {
+		c := f.config(cfg{vaultAddr: v.addr, vaultSkipVerify: true, integrations: ints})
+		if r := f.run("validate", "--config", c); r.code != 0 {
+			t.Fatalf("validate: exit code %d, want 0\n%s", r.code, r.stderr)
+		}
+		r := f.once(c, "--force")
+		if r.code != 0 {
+			t.Fatalf("exit code: got %d, want 0\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		wantLine(t, r, "tg", "pushed")
+		msg := "vault.tls_skip_verify is true: the Vault server's TLS certificate is not checked, anyone on the path to it can read the secrets"
+		if n := countLogs(r.stderr, msg, map[string]string{"level": "WARN", "address": v.addr}); n < 1 {
+			t.Errorf("warnings about tls_skip_verify: got %d, want at least 1\n%s", n, r.stderr)
+		}
+	})
+	t.Run("vault.tls_skip_verify with vault.ca_cert", func(t *testing.T) {
+		before := f.count("", "")
+		c := f.config(cfg{vaultAddr: v.addr, vaultCA: v.ca, vaultSkipVerify: true, integrations: ints})
+		for _, cmd := range []string{"validate", "once"} {
+			r := f.run(cmd, "--config", c)
+			if r.code != 2 {
+				t.Fatalf("%s: exit code %d, want 2\n%s\n%s", cmd, r.code, r.stdout, r.stderr)
+			}
+			want := "vault.tls_skip_verify (line 4): refused together with vault.ca_cert (line 3)"
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("%s: got\n%s\nwant it to contain %q", cmd, r.stderr, want)
+			}
+		}
+		if got := f.count("", ""); got != before {
+			t.Errorf("Hood requests: got %d, want 0", got-before)
+		}
+	})
 	t.Run("a CA file that is not PEM", func(t *testing.T) {
 		bad := writeFile(t, f.dir, "not-a-ca.pem", "not a certificate\n")
 		c := f.config(cfg{vaultAddr: v.addr, vaultCA: bad, integrations: ints})

@@ -259,6 +259,7 @@ type cfg struct {
 	// vaultAddr replaces the package's Vault server; vaultCA is
 	// vault.ca_cert (none when empty).
 	vaultAddr, vaultCA string
+	vaultSkipVerify    bool   // vault.tls_skip_verify: true
 	hoodURL            string // hood.base_url; default the fixture's Hood test server
 	// integrations is a YAML list (lines indented by two spaces); {P} is
 	// the fixture's Vault prefix.
@@ -289,6 +290,9 @@ func (f *fixture) config(c cfg) string {
 	ca := ""
 	if c.vaultCA != "" {
 		ca = "\n  ca_cert: " + c.vaultCA
+	}
+	if c.vaultSkipVerify {
+		ca += "\n  tls_skip_verify: true"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `vault:
