@@ -95,8 +95,9 @@ func (c *Client) state() loginState {
 func (c *Client) KeepAlive(ctx context.Context) {
 	k, err := c.newKeeper(ctx)
 	if err != nil {
-		// Only a CA file or VAULT_* environment that changed since New can
-		// get here: keep the login alive without renewals.
+		// Only a CA file that changed since New, or a malformed VAULT_*
+		// variable vault/api parses, can get here: keep the login alive
+		// without renewals.
 		c.log.WarnContext(ctx, "vault token renewal unavailable, logging in again before expiry instead",
 			"method", c.method, "error", err.Error())
 	}
