@@ -224,16 +224,16 @@ func defaultTransport() *http.Transport {
 // and an empty token or settings map is refused, all before any request.
 func (c *Client) UpdateSettings(ctx context.Context, token secret.Value, id string, settings map[string]secret.Value) error {
 	if err := checkRequest(token, id); err != nil {
-		return fmt.Errorf("update integration settings: %w", err)
+		return fmt.Errorf("update integration settings: %w (%w)", err, ErrNotSent)
 	}
 	if len(settings) == 0 {
-		return fmt.Errorf("update integration %s: no settings to send", id)
+		return fmt.Errorf("update integration %s: no settings to send (%w)", id, ErrNotSent)
 	}
 	plain := make(map[string]string, len(settings))
 	sent := []secret.Value{token}
 	for k, v := range settings {
 		if k == "" {
-			return fmt.Errorf("update integration %s: empty settings field name", id)
+			return fmt.Errorf("update integration %s: empty settings field name (%w)", id, ErrNotSent)
 		}
 		plain[k] = v.Reveal()
 		sent = append(sent, v)
@@ -244,7 +244,7 @@ func (c *Client) UpdateSettings(ctx context.Context, token secret.Value, id stri
 	clear(plain)
 	if err != nil {
 		// json.Marshal of strings fails only on bugs; never print its input.
-		return fmt.Errorf("update integration %s: encode body: %w", id, err)
+		return fmt.Errorf("update integration %s: encode body: %w (%w)", id, err, ErrNotSent)
 	}
 	_, err = c.do(ctx, http.MethodPatch, id, token, body, sent)
 	return err

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/secret"
 )
 
 func TestMayHaveLanded(t *testing.T) {
@@ -33,6 +34,34 @@ func TestMayHaveLanded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := hood.MayHaveLanded(tt.err); got != tt.want {
 				t.Errorf("MayHaveLanded(%v): got %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRefusedBeforeSendingHasNotLanded: what the client refuses before the
+// wire (a bad id, no settings, an empty field name) is "not sent", so a
+// caller never records it as a push that may have landed.
+func TestRefusedBeforeSendingHasNotLanded(t *testing.T) {
+	c, err := hood.New(hood.Options{BaseURL: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := secret.New("token")
+	tests := []struct {
+		name     string
+		id       string
+		settings map[string]secret.Value
+	}{
+		{"bad id", "12a", map[string]secret.Value{"k": secret.New("v")}},
+		{"no settings", "1", nil},
+		{"empty field name", "1", map[string]secret.Value{"": secret.New("v")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := c.UpdateSettings(context.Background(), tok, tt.id, tt.settings)
+			if err == nil || !errors.Is(err, hood.ErrNotSent) || hood.MayHaveLanded(err) {
+				t.Errorf("got %v (MayHaveLanded %v), want a not-sent error", err, hood.MayHaveLanded(err))
 			}
 		})
 	}
