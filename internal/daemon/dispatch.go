@@ -8,9 +8,9 @@ import (
 )
 
 // dispatcher is the loop's policy, with no goroutines, channels or clock;
-// its zero value is ready. One pass at a time; next comes the start-up pass,
-// a reload, admin requests (each waits for a pass that starts after it),
-// schedule ticks (dropped when the running push covers them), watch changes.
+// its zero value is ready. One pass at a time; next come the start-up pass,
+// a reload, admin requests (identical ones share the next pass to start),
+// schedule ticks (dropped if the running push covers them), watch changes.
 type dispatcher struct {
 	started, reload bool
 	pending         [][]*forced     // groups of identical admin requests
@@ -25,13 +25,11 @@ type work struct {
 	waiters []*forced
 }
 
-// onForced queues an admin request behind the running pass.
+// onForced queues an admin request for the next pass, with the same ones.
 func (d *dispatcher) onForced(f *forced) {
-	for i, g := range d.pending {
-		if same(g[0].req, f.req) {
-			d.pending[i] = append(g, f)
-			return
-		}
+	if i := slices.IndexFunc(d.pending, func(g []*forced) bool { return same(g[0].req, f.req) }); i >= 0 {
+		d.pending[i] = append(d.pending[i], f)
+		return
 	}
 	d.pending = append(d.pending, []*forced{f})
 }
@@ -53,10 +51,8 @@ func (d *dispatcher) onReload() { d.reload = true }
 // passDone ends the running pass.
 func (d *dispatcher) passDone() { d.run = nil }
 
-// next takes the work to do now under cfg, if any; a pass counts as
-// running until passDone.
-func (d *dispatcher) next(cfg *config.Config) (work, bool) {
-	var w work
+// next takes the work to do now, if any; a pass runs until passDone.
+func (d *dispatcher) next(cfg *config.Config) (w work, ok bool) {
 	switch {
 	case d.run != nil:
 		return w, false
@@ -89,7 +85,7 @@ func (d *dispatcher) next(cfg *config.Config) (work, bool) {
 // waiting returns the admin requests that wait for a pass (at shutdown).
 func (d *dispatcher) waiting() []*forced { return slices.Concat(d.pending...) }
 
-// same: admin requests of one kind (push, dry run, plan) and integrations.
+// same says two admin requests are of one kind and name the same integrations.
 func same(a, b rotate.Request) bool {
 	return a.DryRun == b.DryRun && a.Force == b.Force &&
 		slices.Equal(slices.Sorted(slices.Values(a.Only)), slices.Sorted(slices.Values(b.Only)))

@@ -25,7 +25,7 @@ type passResult struct {
 	err error
 }
 
-// running is the one pass in progress.
+// running is the pass in progress; the zero value is none (nil done blocks).
 type running struct {
 	waiters []*forced
 	stop    chan struct{}
@@ -47,12 +47,11 @@ func (s *session) close() {
 	s.wg.Wait()
 }
 
-// loop owns passes until ctx ends, then shuts down: it feeds the dispatcher
-// events and does the work it returns.
+// loop owns passes until ctx ends, then shuts down; the dispatcher decides.
 func (d *Daemon) loop(ctx context.Context, w *world) {
 	sess := d.install(ctx, w, nil)
 	var disp dispatcher
-	var run *running
+	var run running
 	for {
 		w := d.world()
 		switch wk, ok := disp.next(w.cfg); {
@@ -61,10 +60,6 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 			continue
 		case ok:
 			run = d.start(ctx, w, wk.req, wk.waiters)
-		}
-		var done chan passResult
-		if run != nil {
-			done = run.done
 		}
 		select {
 		case <-ctx.Done():
@@ -78,9 +73,9 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 			disp.onWatch(names)
 		case <-d.opts.Reload:
 			disp.onReload()
-		case r := <-done:
+		case r := <-run.done:
 			d.finish(run, r)
-			run = nil
+			run = running{}
 			disp.passDone()
 		}
 	}
@@ -89,9 +84,9 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 // start runs a pass in its own goroutine. The pass does not end with the
 // daemon's context: on shutdown it is told to start no new push, and only
 // cancelled if the pushes in flight outlast the shutdown timeout.
-func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, waiters []*forced) *running {
+func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, waiters []*forced) running {
 	passCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &running{waiters: waiters, stop: make(chan struct{}), cancel: cancel, done: make(chan passResult, 1)}
+	r := running{waiters: waiters, stop: make(chan struct{}), cancel: cancel, done: make(chan passResult, 1)}
 	req.Stop = r.stop
 	if req.Failing == nil {
 		req.Failing = d.status.failing
@@ -104,7 +99,7 @@ func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, waiter
 }
 
 // finish records a pass and answers the requests that waited for it.
-func (d *Daemon) finish(r *running, res passResult) {
+func (d *Daemon) finish(r running, res passResult) {
 	r.cancel()
 	if res.err == nil {
 		d.status.record(res.rep)
@@ -218,12 +213,12 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 
 // shutdown stops schedules, lets the pushes in flight finish (bounded by the
 // shutdown timeout), answers waiting requests, and closes the admin server.
-func (d *Daemon) shutdown(run *running, waiting []*forced, sess *session) {
+func (d *Daemon) shutdown(run running, waiting []*forced, sess *session) {
 	close(d.quit)
-	d.log.Info("shutting down", "pass_running", run != nil)
+	d.log.Info("shutting down", "pass_running", run.done != nil)
 	sess.cancel()
 	sess.sched.stop()
-	if run != nil {
+	if run.done != nil {
 		close(run.stop)
 		t := time.NewTimer(d.opts.ShutdownTimeout)
 		select {
