@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,36 +25,8 @@ type passResult struct {
 	err error
 }
 
-// group is admin requests that one pass serves: the same kind (push, forced
-// dry run or plan) and the same integrations. A group only gathers requests
-// that wait for a pass to start, so its reads are all made after every one
-// of them arrived.
-type group struct {
-	key     string
-	req     rotate.Request
-	latest  time.Time // latest arrival among the waiters
-	waiters []*forced
-}
-
-func keyOf(req rotate.Request) string {
-	only := slices.Clone(req.Only)
-	sort.Strings(only)
-	kind := "push"
-	switch {
-	case req.DryRun && req.Force:
-		kind = "dry"
-	case req.DryRun:
-		kind = "plan"
-	case !req.Force:
-		kind = "changed"
-	}
-	return kind + ":" + strings.Join(only, ",")
-}
-
-// running is the one pass in progress.
+// running is the pass in progress; the zero value is none (nil done blocks).
 type running struct {
-	names   map[string]bool
-	dryRun  bool
 	waiters []*forced
 	stop    chan struct{}
 	cancel  context.CancelFunc
@@ -78,116 +47,46 @@ func (s *session) close() {
 	s.wg.Wait()
 }
 
-// loop owns passes until ctx ends, then shuts down.
+// loop owns passes until ctx ends, then shuts down; the dispatcher decides.
 func (d *Daemon) loop(ctx context.Context, w *world) {
 	sess := d.install(ctx, w, nil)
-	var (
-		run     *running
-		pending []*group
-		due     = map[string]bool{}
-		// watchDue are the integrations whose Vault path changed (watch
-		// mode): unlike schedule ticks, never dropped while a pass runs
-		// (that pass may have read the secret before the change).
-		watchDue = map[string]bool{}
-		startup  = true
-		reload   bool
-	)
+	var disp dispatcher
+	var run running
 	for {
-		if run == nil {
-			w := d.world()
-			switch {
-			case reload:
-				reload = false
-				sess = d.doReload(ctx, sess)
-				continue
-			case len(pending) > 0:
-				g := pending[0]
-				pending = pending[1:]
-				req := g.req
-				req.Trigger = rotate.TriggerAdmin
-				if req.Force {
-					req.NotBefore = g.latest
-				}
-				run = d.start(ctx, w, req)
-				run.waiters = g.waiters
-			case startup:
-				startup = false
-				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerStartup})
-			case len(due) > 0:
-				names := known(w.cfg, due)
-				due = map[string]bool{}
-				if len(names) == 0 {
-					continue // nothing left to run: look at what else is due
-				}
-				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerSchedule, Only: names})
-			case len(watchDue) > 0:
-				names := known(w.cfg, watchDue)
-				watchDue = map[string]bool{}
-				if len(names) == 0 {
-					continue
-				}
-				run = d.start(ctx, w, rotate.Request{Trigger: rotate.TriggerWatch, Only: names})
-			}
-		}
-		var done chan passResult
-		if run != nil {
-			done = run.done
+		w := d.world()
+		switch wk, ok := disp.next(w.cfg); {
+		case ok && wk.reload:
+			sess = d.doReload(ctx, sess)
+			continue
+		case ok:
+			run = d.start(ctx, w, wk.req, wk.waiters)
 		}
 		select {
 		case <-ctx.Done():
-			d.shutdown(run, pending, sess)
+			d.shutdown(run, disp.waiting(), sess)
 			return
 		case f := <-d.force:
-			// Never joined to the pass running now: its Vault reads may
-			// be older than the request. It waits for the next pass, with
-			// the identical requests that wait too.
-			k := keyOf(f.req)
-			if i := slices.IndexFunc(pending, func(g *group) bool { return g.key == k }); i >= 0 {
-				pending[i].waiters = append(pending[i].waiters, f)
-				pending[i].latest = f.arrived
-				continue
-			}
-			pending = append(pending, &group{key: k, req: f.req, latest: f.arrived, waiters: []*forced{f}})
+			disp.onForced(f)
 		case names := <-d.ticks:
-			for _, n := range names {
-				if run != nil && !run.dryRun && (run.names[n] || len(run.names) == 0) {
-					continue // being handled right now: a tick is not doubled
-				}
-				due[n] = true
-			}
+			disp.onTick(names)
 		case names := <-d.watchTicks:
-			for _, n := range names {
-				watchDue[n] = true
-			}
+			disp.onWatch(names)
 		case <-d.opts.Reload:
-			reload = true
-		case r := <-done:
+			disp.onReload()
+		case r := <-run.done:
 			d.finish(run, r)
-			run = nil
+			run = running{}
+			disp.passDone()
 		}
 	}
-}
-
-// known returns the due names that the configuration still has, in its order.
-func known(cfg *config.Config, due map[string]bool) []string {
-	var out []string
-	for _, in := range cfg.Integrations {
-		if due[in.Name] {
-			out = append(out, in.Name)
-		}
-	}
-	return out
 }
 
 // start runs a pass in its own goroutine. The pass does not end with the
 // daemon's context: on shutdown it is told to start no new push, and only
 // cancelled if the pushes in flight outlast the shutdown timeout.
-func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request) *running {
+func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, waiters []*forced) running {
 	passCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &running{dryRun: req.DryRun, stop: make(chan struct{}), cancel: cancel, done: make(chan passResult, 1), names: map[string]bool{}}
-	for _, n := range req.Only {
-		r.names[n] = true
-	}
+	r := running{waiters: waiters, stop: make(chan struct{}), cancel: cancel, done: make(chan passResult, 1)}
 	req.Stop = r.stop
 	if req.Failing == nil {
 		req.Failing = d.status.failing
@@ -200,7 +99,7 @@ func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request) *runni
 }
 
 // finish records a pass and answers the requests that waited for it.
-func (d *Daemon) finish(r *running, res passResult) {
+func (d *Daemon) finish(r running, res passResult) {
 	r.cancel()
 	if res.err == nil {
 		d.status.record(res.rep)
@@ -314,12 +213,12 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 
 // shutdown stops schedules, lets the pushes in flight finish (bounded by the
 // shutdown timeout), answers waiting requests, and closes the admin server.
-func (d *Daemon) shutdown(run *running, pending []*group, sess *session) {
+func (d *Daemon) shutdown(run running, waiting []*forced, sess *session) {
 	close(d.quit)
-	d.log.Info("shutting down", "pass_running", run != nil)
+	d.log.Info("shutting down", "pass_running", run.done != nil)
 	sess.cancel()
 	sess.sched.stop()
-	if run != nil {
+	if run.done != nil {
 		close(run.stop)
 		t := time.NewTimer(d.opts.ShutdownTimeout)
 		select {
@@ -332,10 +231,8 @@ func (d *Daemon) shutdown(run *running, pending []*group, sess *session) {
 		}
 		t.Stop()
 	}
-	for _, g := range pending {
-		for _, f := range g.waiters {
-			f.reply <- passResult{err: ErrShuttingDown}
-		}
+	for _, f := range waiting {
+		f.reply <- passResult{err: ErrShuttingDown}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownTimeout)
 	defer cancel()
