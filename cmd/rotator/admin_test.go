@@ -36,7 +36,7 @@ func TestRunForcedRequestDuringPassReadsAfterArrival(t *testing.T) {
 	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
 	d := f.startDaemon(f.runConfig("", `schedule: "@every 1h"`, `  - {name: fr, id: "971", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
 `))
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("971") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("971") == 1 && d.startupDone() })
 
 	// The first forced pass is slowed down in its PATCH: it read version 1.
 	f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 2 * time.Second})
@@ -329,7 +329,7 @@ func TestRunForcedPassLongerThanWriteTimeoutAnswers(t *testing.T) {
 	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
 	d := f.startDaemon(f.runConfig("", `schedule: "@every 1h"`, `  - {name: long, id: "995", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
 `))
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("995") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("995") == 1 && d.startupDone() })
 
 	f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 3 * time.Second})
 	req, err := http.NewRequest("POST", "http://"+d.addr+"/v1/rotate", nil)

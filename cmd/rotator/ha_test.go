@@ -96,7 +96,7 @@ func TestRunReloadRefusesHAModeChange(t *testing.T) {
 `)
 	good, _ := os.ReadFile(cfg)
 	d := f.startDaemon(cfg)
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("1311") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("1311") == 1 && d.startupDone() })
 
 	if err := os.WriteFile(cfg, append(bytes.Clone(good), []byte(f.haSection("web-1"))...), 0o600); err != nil {
 		t.Fatal(err)

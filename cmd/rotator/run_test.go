@@ -98,6 +98,12 @@ func (f *fixture) startDaemon(cfg string, args ...string) *runningDaemon {
 }
 
 // stop sends the equivalent of SIGTERM and returns the exit code.
+// startupDone reports whether the start-up pass has finished (its pushes
+// confirmed): a forced request sent later is not answered by it.
+func (d *runningDaemon) startupDone() bool {
+	return strings.Contains(d.logs.String(), `"msg":"pass finished","trigger":"startup"`)
+}
+
 func (d *runningDaemon) stop() int {
 	d.cancel()
 	select {
@@ -321,7 +327,7 @@ func TestRunConcurrentForcedRequestsCoalesce(t *testing.T) {
 	}
 	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
 	d := f.startDaemon(f.runConfig("", `schedule: "@every 1h"`, b.String()))
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("913") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("913") == 1 && d.startupDone() })
 
 	// Slow pushes, so that every request arrives while the first pass runs.
 	f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 700 * time.Millisecond, Times: -1})
@@ -364,7 +370,7 @@ func TestRunReloadRefusesBrokenConfig(t *testing.T) {
 `)
 	good, _ := os.ReadFile(cfg)
 	d := f.startDaemon(cfg)
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("921") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("921") == 1 && d.startupDone() })
 
 	// A broken file is refused; the old configuration stays in force.
 	if err := os.WriteFile(cfg, append(bytes.Clone(good), []byte("bogus_key: 1\n")...), 0o600); err != nil {
@@ -413,7 +419,7 @@ func TestRunShutdownLetsSlowPushFinish(t *testing.T) {
 	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
 	d := f.startDaemon(f.runConfig("", `schedule: "@every 1h"`, `  - {name: slow, id: "931", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
 `))
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("931") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("931") == 1 && d.startupDone() })
 
 	f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 2 * time.Second})
 	answer := make(chan rotateAnswer, 1)
@@ -457,7 +463,7 @@ func TestRunRecoversRevokedTokenByAppRoleLogin(t *testing.T) {
 		`  - {name: ar, id: "941", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
 `)
 	d := f.startDaemon(cfg)
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("941") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("941") == 1 && d.startupDone() })
 
 	if _, err := vaultSrv.RevokeAllTokens(ctx); err != nil {
 		t.Fatal(err)
@@ -483,7 +489,7 @@ func TestRunVaultOutageAndRecovery(t *testing.T) {
 	d := f.startDaemon(f.runConfig("", `schedule: "@every 1s"`,
 		`  - {name: vo, id: "951", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
 `))
-	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("951") == 1 })
+	eventually(t, 20*time.Second, "start-up pass", func() bool { return f.patchCount("951") == 1 && d.startupDone() })
 	if code, body := d.call("GET", "/readyz", ""); code != 200 {
 		t.Fatalf("/readyz with Vault up: got %d %s, want 200", code, body)
 	}

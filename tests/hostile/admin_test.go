@@ -149,7 +149,7 @@ func TestAdminConcurrentForcedRotate(t *testing.T) {
 		var rep struct {
 			Started  string `json:"started"`
 			Outcomes []struct {
-				Name, Result string
+				Name, Result, Reason string
 			} `json:"outcomes"`
 		}
 		if err := json.Unmarshal(a.body, &rep); err != nil {
@@ -160,17 +160,20 @@ func TestAdminConcurrentForcedRotate(t *testing.T) {
 		if len(rep.Outcomes) != len(ints) {
 			t.Errorf("caller %d: got %d outcomes, want %d", i, len(rep.Outcomes), len(ints))
 		}
+		// A request that arrived while the first forced pass ran waits for
+		// the next pass (its reads must be newer than the request), which
+		// does not push again what the first confirmed after it arrived.
 		for _, o := range rep.Outcomes {
-			if o.Result != "pushed" {
-				t.Errorf("caller %d: %s %s, want pushed", i, o.Name, o.Result)
+			if o.Result != "pushed" && (o.Result != "unchanged" || !strings.Contains(o.Reason, "after this request arrived")) {
+				t.Errorf("caller %d: %s %s (%s), want pushed, or unchanged as pushed after the request arrived", i, o.Name, o.Result, o.Reason)
 			}
 		}
 	}
 	if codes[http.StatusOK] != callers {
 		t.Errorf("answers: got %v, want %d × 200", codes, callers)
 	}
-	if len(passes) != 1 {
-		t.Errorf("distinct passes reported to the callers: got %d, want 1 (they overlap and share it)", len(passes))
+	if len(passes) > 2 {
+		t.Errorf("distinct passes reported to the callers: got %d, want at most 2 (the first forced pass, and the one every request that arrived during it shares)", len(passes))
 	}
 	for _, in := range ints {
 		if got := f.pushedCount(in[1]); got != 2 {
@@ -181,8 +184,8 @@ func TestAdminConcurrentForcedRotate(t *testing.T) {
 		t.Errorf("requests over Hood's limits: got %d, want 0", got)
 	}
 	for _, s := range d.status() {
-		if s["last_result"] != "pushed" || s["consecutive_failures"] != float64(0) {
-			t.Errorf("status of %v: %v / %v failures, want pushed / 0", s["name"], s["last_result"], s["consecutive_failures"])
+		if (s["last_result"] != "pushed" && s["last_result"] != "unchanged") || s["consecutive_failures"] != float64(0) {
+			t.Errorf("status of %v: %v / %v failures, want pushed or unchanged / 0", s["name"], s["last_result"], s["consecutive_failures"])
 		}
 	}
 
