@@ -494,8 +494,7 @@ func ProviderID(providerKey string) (string, bool) {
 	return "", false
 }
 
-// providerOrder fixes the provider ids: the order of Hood's documented
-// provider table (and of the README's).
+// providerOrder fixes the provider ids: the order of Hood's provider table.
 func providerOrder() []string {
 	return []string{
 		"twilio_sms", "custom_email_provider", "mandrill_email", "sendgrid_email",
