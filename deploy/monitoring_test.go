@@ -74,7 +74,7 @@ func metricNames(t *testing.T) (names, histograms map[string]bool) {
 		}
 	}
 	if len(names) < 10 {
-		t.Fatalf("admin.NewMetrics registered %d metrics, want at least CONTRACT.md's 10: %v", len(names), sortedKeys(names))
+		t.Fatalf("admin.NewMetrics registered %d metrics, want at least the 10 of docs/reference.md: %v", len(names), sortedKeys(names))
 	}
 
 	// The reload gauges: check that internal/daemon still defines them.

@@ -27,7 +27,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// Exit codes of CONTRACT.md.
+// Exit codes (docs/reference.md, Exit codes).
 const (
 	exitOK      = 0
 	exitFailed  = 1

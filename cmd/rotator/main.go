@@ -1,6 +1,6 @@
 // Command rotator keeps the credentials inside Ocamba Hood messaging
 // integrations fresh: it reads them from Vault and pushes settings-only
-// updates to Hood. See README.md and CONTRACT.md.
+// updates to Hood. See README.md and docs/reference.md.
 package main
 
 import (

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
+	"github.com/ocamba-rotator/rotator/docs"
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
@@ -262,15 +264,15 @@ func TestRunScheduleForceAuthAndMetrics(t *testing.T) {
 		t.Errorf("status of tg: last_result %v", st[0]["last_result"])
 	}
 
-	// Every metric of CONTRACT.md, with its type and labels.
-	checkContractMetrics(t, d)
+	// Every metric of docs/reference.md, with its type and labels, and no other.
+	checkReferenceMetrics(t, d)
 
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit code: got %d, want 0", code)
 	}
 }
 
-func checkContractMetrics(t *testing.T, d *runningDaemon) {
+func checkReferenceMetrics(t *testing.T, d *runningDaemon) {
 	t.Helper()
 	_, body := d.call("GET", "/metrics", "")
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -278,38 +280,38 @@ func checkContractMetrics(t *testing.T, d *runningDaemon) {
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
-	want := []struct {
-		name, typ string
-		labels    []string
-	}{
-		{"rotator_rotations_total", "COUNTER", []string{"integration", "provider", "result"}},
-		{"rotator_last_success_timestamp_seconds", "GAUGE", []string{"integration", "provider"}},
-		{"rotator_consecutive_failures", "GAUGE", []string{"integration"}},
-		{"rotator_secret_version", "GAUGE", []string{"integration"}},
-		{"rotator_pass_duration_seconds", "HISTOGRAM", []string{"trigger"}},
-		{"rotator_hood_requests_total", "COUNTER", []string{"code", "method"}},
-		{"rotator_hood_request_duration_seconds", "HISTOGRAM", []string{"method"}},
-		{"rotator_vault_requests_total", "COUNTER", []string{"operation", "result"}},
-		{"rotator_vault_authenticated", "GAUGE", nil},
-		{"rotator_build_info", "GAUGE", []string{"goversion", "version"}},
+	rows, err := docs.Table("## Metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, w := range want {
-		fam, ok := fams[w.name]
+	documented := map[string]bool{}
+	for _, r := range rows {
+		name, typ := strings.Trim(r["name"], "`"), strings.ToUpper(r["type"])
+		want := docs.Code(r["labels"])
+		slices.Sort(want)
+		documented[name] = true
+		fam, ok := fams[name]
 		if !ok {
-			t.Errorf("metric %s: missing from the scrape", w.name)
+			t.Errorf("metric %s: missing from the scrape", name)
 			continue
 		}
-		if got := fam.GetType().String(); got != w.typ {
-			t.Errorf("metric %s: type %s, want %s", w.name, got, w.typ)
+		if got := fam.GetType().String(); got != typ {
+			t.Errorf("metric %s: type %s, want %s", name, got, typ)
 		}
 		for _, m := range fam.GetMetric() {
 			var names []string
 			for _, l := range m.GetLabel() {
 				names = append(names, l.GetName())
 			}
-			if strings.Join(names, ",") != strings.Join(w.labels, ",") {
-				t.Errorf("metric %s: labels %v, want %v", w.name, names, w.labels)
+			slices.Sort(names)
+			if !slices.Equal(names, want) {
+				t.Errorf("metric %s: labels %v, want %v", name, names, want)
 			}
+		}
+	}
+	for name := range fams {
+		if strings.HasPrefix(name, "rotator_") && !documented[name] {
+			t.Errorf("metric %s: in the scrape, want it in docs/reference.md's metric table too", name)
 		}
 	}
 	if got := d.metric("rotator_vault_authenticated", nil); got != 1 {

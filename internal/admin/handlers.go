@@ -44,7 +44,7 @@ type IntegrationStatus struct {
 	LastResult   string     `json:"last_result"`
 	LastError    string     `json:"last_error"`
 	// LastReason says why the last pass left it unchanged, e.g. "held by
-	// web-2#3f9a2c10 until ..." with ha.mode vault (addition to CONTRACT.md).
+	// web-2#3f9a2c10 until ..." with ha.mode vault.
 	LastReason          string     `json:"last_reason,omitempty"`
 	TraceID             string     `json:"trace_id,omitempty"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`

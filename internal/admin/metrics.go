@@ -13,7 +13,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 )
 
-// Metric names of CONTRACT.md.
+// Metric names (docs/reference.md, Metrics).
 const (
 	MetricRotationsTotal       = "rotator_rotations_total"
 	MetricLastSuccessTimestamp = "rotator_last_success_timestamp_seconds"
@@ -27,7 +27,7 @@ const (
 	MetricBuildInfo            = "rotator_build_info"
 )
 
-// Metric names of watch mode (docs/ha.md), additions to CONTRACT.md.
+// Metric names of watch mode (docs/ha.md).
 const (
 	MetricWatchPollsTotal   = "rotator_watch_polls_total"
 	MetricWatchChangesTotal = "rotator_watch_changes_total"

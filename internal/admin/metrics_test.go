@@ -112,7 +112,8 @@ func newMetrics(t *testing.T) (*admin.Metrics, *prometheus.Registry) {
 	return m, reg
 }
 
-// The metric names, types and label names of CONTRACT.md.
+// The metric names, types and label names NewMetrics registers (docs/reference.md;
+// internal/daemon checks the whole table, reload gauges included).
 var contract = map[string]struct {
 	typ    string
 	labels []string
@@ -164,7 +165,7 @@ func TestMetricsContract(t *testing.T) {
 	}
 	for name := range fams {
 		if _, ok := contract[name]; !ok {
-			t.Errorf("%s: got a family CONTRACT.md does not name", name)
+			t.Errorf("%s: got a family the table above does not name", name)
 		}
 	}
 	checkSamples(t, fams, []sample{

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Config is the whole configuration file. See CONTRACT.md and config.example.yaml.
+// Config is the whole configuration file. See docs/reference.md and config.example.yaml.
 type Config struct {
 	Vault        Vault         `yaml:"vault"`
 	Hood         Hood          `yaml:"hood"`
@@ -21,8 +21,8 @@ type Config struct {
 	State        State         `yaml:"state"`
 	Audit        Audit         `yaml:"audit"`
 	Integrations []Integration `yaml:"integrations"`
-	HA           HA            `yaml:"ha"`    // addition to CONTRACT.md
-	Watch        Watch         `yaml:"watch"` // addition to CONTRACT.md
+	HA           HA            `yaml:"ha"`
+	Watch        Watch         `yaml:"watch"`
 
 	// lines maps a YAML path ("integrations[2].fields.api_kye") to its line
 	// in the file it was loaded from; filled by Load, used by Validate.
@@ -40,11 +40,11 @@ type Vault struct {
 	Namespace string    `yaml:"namespace"` // default $VAULT_NAMESPACE
 	CACert    string    `yaml:"ca_cert"`   // default $VAULT_CACERT
 	Auth      VaultAuth `yaml:"auth"`
-	// Timeout bounds one Vault request (addition to CONTRACT.md).
+	// Timeout bounds one Vault request.
 	Timeout Duration `yaml:"timeout"`
-	// TLSSkipVerify turns off the check of Vault's TLS certificate
-	// (addition to CONTRACT.md). Only the file sets it: $VAULT_SKIP_VERIFY
-	// is ignored. Refused together with CACert.
+	// TLSSkipVerify turns off the check of Vault's TLS certificate. Only
+	// the file sets it: $VAULT_SKIP_VERIFY is ignored. Refused together
+	// with CACert.
 	TLSSkipVerify bool `yaml:"tls_skip_verify"`
 }
 
@@ -66,10 +66,10 @@ type Hood struct {
 	Token             Token     `yaml:"token"`
 	Timeout           Duration  `yaml:"timeout"`
 	RateLimit         RateLimit `yaml:"rate_limit"`
-	Retry             Retry     `yaml:"retry"`         // addition to CONTRACT.md
-	MaxInFlight       int       `yaml:"max_in_flight"` // addition: integrations pushed at once
+	Retry             Retry     `yaml:"retry"`
+	MaxInFlight       int       `yaml:"max_in_flight"` // integrations pushed at once
 	// VerifyTimeout bounds how long a push's verification waits for Hood's
-	// credentials test to finish (addition to CONTRACT.md).
+	// credentials test to finish.
 	VerifyTimeout Duration `yaml:"verify_timeout"`
 }
 

@@ -306,7 +306,7 @@ func filter(rep rotate.Report, only []string) rotate.Report {
 	return out
 }
 
-// reloadMetrics are the daemon's own additions to CONTRACT.md's metrics.
+// reloadMetrics are the daemon's own metrics (docs/reference.md, Metrics).
 type reloadMetrics struct {
 	ok   prometheus.Gauge
 	last prometheus.Gauge

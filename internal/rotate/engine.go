@@ -42,7 +42,7 @@ type Auditor interface {
 // Trigger says what started a pass.
 type Trigger string
 
-// The triggers of CONTRACT.md (the `trigger` label of rotator_pass_duration_seconds).
+// The triggers (docs/reference.md, Results; the `trigger` label of rotator_pass_duration_seconds).
 const (
 	TriggerSchedule Trigger = "schedule"
 	TriggerAdmin    Trigger = "admin"
@@ -54,7 +54,7 @@ const (
 // Result is the outcome of one integration in a pass.
 type Result string
 
-// The results of CONTRACT.md.
+// The results (docs/reference.md, Results).
 const (
 	ResultPushed    Result = "pushed"
 	ResultUnchanged Result = "unchanged"

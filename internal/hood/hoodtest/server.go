@@ -494,7 +494,7 @@ func ProviderID(providerKey string) (string, bool) {
 	return "", false
 }
 
-// providerOrder fixes the provider ids: the order of hood-api.md's table.
+// providerOrder fixes the provider ids: the order of Hood's provider table.
 func providerOrder() []string {
 	return []string{
 		"twilio_sms", "custom_email_provider", "mandrill_email", "sendgrid_email",
