@@ -282,7 +282,9 @@ func (d *decoder) deref(n *yaml.Node, path string) (target *yaml.Node, done func
 	return t, func() { delete(d.active, t) }, true
 }
 
-// decode decodes n into v, whose YAML path is path. v is addressable.
+// decode decodes n into v, whose YAML path is path; v is addressable. It
+// walks pointers, lists, structs and maps; a value of any other kind
+// (Duration among them) is a single value, for leafProblem.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if !d.tick(n, path) {
 		return
