@@ -450,10 +450,11 @@ func TestExpansionProblems(t *testing.T) {
 		{"bad name", "state: {path: \"${A-B}\"}", []string{`state.path (line 1): malformed "${A-B}": "A-B" is not a variable name (letters, digits and _, not starting with a digit)`}},
 		{"in a list", "integrations:\n  - name: ${NOPE}\n", []string{"integrations[0].name (line 2): environment variable NOPE is not set or empty"}},
 		{"in a map", "integrations:\n  - fields:\n      api_key: ${NOPE}\n", []string{"integrations[0].fields.api_key (line 3): environment variable NOPE is not set or empty"}},
+		{"null is no integer", "hood:\n  max_in_flight: ${NUL}\n", []string{`hood.max_in_flight (line 2): want an integer, got "null"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tt.yaml), env(nil))
+			_, err := config.Parse([]byte(tt.yaml), env(map[string]string{"NUL": "null"}))
 			var got []string
 			for _, p := range problemsOf(t, err) {
 				got = append(got, p.String())
@@ -483,6 +484,17 @@ func TestParseProblems(t *testing.T) {
 			"hood.token (line 4): want a mapping, got a single value",
 		}},
 		{"string wanted", "schedule: [a, b]\n", []string{"schedule (line 1): want a single value, got a list"}},
+		{"integer as written", "hood:\n  max_in_flight: 1.0\n  rate_limit: {burst: '5'}\n", []string{
+			`hood.max_in_flight (line 2): want an integer, got "1.0"`,
+			`hood.rate_limit.burst (line 3): want an integer, got "5"`,
+		}},
+		{"true or false as written", "hood:\n  allow_insecure_http: on\nvault:\n  tls_skip_verify: n\n", []string{
+			`hood.allow_insecure_http (line 2): want true or false, got "on"`,
+			`vault.tls_skip_verify (line 4): want true or false, got "n"`,
+		}},
+		{"merge of a list", "hood:\n  <<: [[timeout], {timeout: 1s}]\n", []string{
+			"hood (line 1): a merge key (<<) takes a mapping or a list of mappings, got a list",
+		}},
 		{"complex key", "? [a]\n: b\n", []string{"line 1: a key must be a single value, got a list"}},
 		{"odd key", "integrations:\n  - static: {\"a b\": x}\n    \"so.me\": y\n", []string{
 			`integrations[0]["so.me"] (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, schedule, source, static)`,
@@ -530,6 +542,46 @@ func TestMergeKeys(t *testing.T) {
 		Source:          config.Source{Mount: "secret", Path: "tg2", KVVersion: 1},
 		OnVerifyFailure: "rollback",
 	})
+}
+
+// TestMergeOrder: the entries of a mapping win over those merged in, the
+// first mapping listed under a merge key wins, and of two merge keys the
+// last.
+func TestMergeOrder(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       config.Retry
+	}{
+		{"own entry wins", "{max_attempts: 2, <<: {max_attempts: 3, initial_backoff: 1s}}",
+			config.Retry{MaxAttempts: 2, InitialBackoff: config.Duration(time.Second)}},
+		{"first listed wins", "{<<: [{max_attempts: 2}, {max_attempts: 3, max_backoff: 2s}]}",
+			config.Retry{MaxAttempts: 2, MaxBackoff: config.Duration(2 * time.Second)}},
+		{"last merge key wins", "{<<: {max_attempts: 2, max_backoff: 2s}, <<: {max_attempts: 3}}",
+			config.Retry{MaxAttempts: 3, MaxBackoff: config.Duration(2 * time.Second)}},
+		{"nested merge", "{<<: {max_attempts: 2, <<: {max_attempts: 3, max_backoff: 2s}}}",
+			config.Retry{MaxAttempts: 2, MaxBackoff: config.Duration(2 * time.Second)}},
+		{"null own entry", "{max_attempts: ~, <<: {max_attempts: 3}}", config.Retry{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse([]byte("hood:\n  retry: "+tt.yaml+"\n"), env(nil))
+			if err != nil {
+				t.Fatalf("got %v, want no error", err)
+			}
+			got := c.Hood.Retry
+			// Compare only what the file set: the rest holds defaults.
+			if tt.want.InitialBackoff == 0 {
+				got.InitialBackoff = 0
+			}
+			if tt.want.MaxBackoff == 0 {
+				got.MaxBackoff = 0
+			}
+			if tt.want.MaxAttempts == 0 {
+				got.MaxAttempts = 0
+			}
+			check(t, "hood.retry", got, tt.want)
+		})
+	}
 }
 
 func TestAliasBomb(t *testing.T) {

@@ -15,7 +15,8 @@ import (
 //
 // A plain (unquoted, untagged) scalar that changed loses its resolved tag so
 // that it is resolved again from its new text: `kv_version: ${KV}` with KV=1
-// decodes as the integer 1. The text itself is never parsed as YAML.
+// decodes as the integer 1, but text that resolves to null (KV=null) stays
+// text. The text itself is never parsed as YAML.
 //
 // Every unset variable and malformed reference is reported as a Problem at
 // the value's path; such a value is left exactly as written.
@@ -51,6 +52,9 @@ func expandTree(n *yaml.Node, path string, getenv func(string) string, add func(
 		n.Value = out
 		if n.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
 			n.Tag = ""
+			if n.ShortTag() == "!!null" {
+				n.Tag = "!!str"
+			}
 		}
 	}
 }

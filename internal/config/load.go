@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -216,9 +217,19 @@ func parseDocument(data []byte) (top *yaml.Node, err error) {
 	return top, nil
 }
 
-// decoder decodes a node tree into the config structs, strictly, by
-// reflection on their yaml tags. It records every problem rather than
-// stopping at the first.
+// decoder walks a node tree over the config structs, strictly: it makes the
+// structs, slices, maps and pointers, records every problem with its path
+// and line rather than stopping at the first, and leaves each single value
+// to the YAML library (see leafProblem).
+//
+// The walk is ours because yaml.v3 (v3.0.6), measured, cannot give what
+// Load promises: Node.Decode ignores unknown keys, and Decoder.KnownFields,
+// which reports them all, works on bytes, not on the ${VAR}-expanded tree;
+// its errors carry a line but no path, name a Go type instead of the valid
+// keys, and quote the start of the value (a secret in the wrong place); a
+// duplicate key leaves the whole mapping undecoded, and an alias cycle
+// aborts the whole document with no line. The walk also keeps lines and the
+// paths set, which ApplyDefaults and Validate need.
 type decoder struct {
 	lines  map[string]int      // path -> line of its key (or list item)
 	given  map[string]bool     // paths set to a non-null value
@@ -227,8 +238,6 @@ type decoder struct {
 	full   bool // maxDecodeSteps reached and reported
 	add    func(Problem)
 }
-
-var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
 // tick counts one step of work and reports whether there is budget left.
 func (d *decoder) tick(n *yaml.Node, path string) bool {
@@ -273,86 +282,92 @@ func (d *decoder) deref(n *yaml.Node, path string) (target *yaml.Node, done func
 	return t, func() { delete(d.active, t) }, true
 }
 
-// decode decodes n into v, whose YAML path is path.
+// decode decodes n into v, whose YAML path is path; v is addressable. It
+// walks pointers, lists, structs and maps; a value of any other kind
+// (Duration among them) is a single value, for leafProblem.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if !d.tick(n, path) {
 		return
 	}
-	if n.Kind == yaml.AliasNode {
-		t, done, ok := d.deref(n, path)
-		if !ok {
-			return
-		}
-		defer done()
-		n = t
-	}
-	if isNull(n) {
-		return // an empty value keeps the zero value: the default applies
-	}
-	if v.CanAddr() && v.Addr().Type().Implements(unmarshalerType) {
-		u, _ := v.Addr().Interface().(yaml.Unmarshaler)
-		if err := u.UnmarshalYAML(n); err != nil {
-			d.problem(n, path, "%s", err.Error())
-			return
-		}
-		d.given[path] = true
+	n, done, ok := d.deref(n, path)
+	if !ok {
 		return
 	}
-	switch v.Kind() {
-	case reflect.Pointer:
+	defer done()
+	switch {
+	case isNull(n):
+		// an empty value keeps the zero value: the default applies
+	case v.Kind() == reflect.Pointer:
 		nv := reflect.New(v.Type().Elem())
 		d.decode(n, nv.Elem(), path)
 		v.Set(nv)
-	case reflect.Struct:
-		d.decodeStruct(n, v, path)
-	case reflect.Slice:
+	case v.Kind() == reflect.Slice:
 		d.decodeSlice(n, v, path)
-	case reflect.Map:
-		d.decodeMap(n, v, path)
-	case reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			d.problem(n, path, "want a single value, got %s", shape(n))
-			return
-		}
-		v.SetString(n.Value)
-		d.given[path] = true
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		var i int64
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil || v.OverflowInt(i) {
-			d.problem(n, path, "want an integer, got %s", describe(n))
-			return
-		}
-		v.SetInt(i)
-		d.given[path] = true
-	case reflect.Bool:
-		var b bool
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-			d.problem(n, path, "want true or false, got %s", describe(n))
-			return
-		}
-		v.SetBool(b)
-		d.given[path] = true
+	case v.Kind() == reflect.Struct, v.Kind() == reflect.Map:
+		d.decodeMapping(n, v, path)
 	default:
-		d.problem(n, path, "cannot decode into a %s", v.Type())
+		if msg := leafProblem(n, v); msg != "" {
+			d.problem(n, path, "%s", msg)
+			return
+		}
+		d.given[path] = true
 	}
 }
 
-// decodeStruct decodes mapping n into struct v, one problem per unknown key.
-func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+// leafProblem decodes single value n into v with the library, which calls
+// UnmarshalYAML (whose error is the problem) or sets a string, number or
+// boolean, and says what is wrong, "" if nothing. The tag check is ours:
+// measured, the library also takes yes, on and y (and their "no" forms) as
+// a boolean and 1.0 as an integer.
+func leafProblem(n *yaml.Node, v reflect.Value) string {
+	ptr := v.Addr().Interface()
+	if _, custom := ptr.(yaml.Unmarshaler); custom {
+		if err := n.Decode(ptr); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	want, tag := "a single value", n.ShortTag()
+	switch {
+	case v.Kind() == reflect.Bool:
+		want, tag = "true or false", "!!bool"
+	case v.CanInt():
+		want, tag = "an integer", "!!int"
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != tag || n.Decode(ptr) != nil {
+		return fmt.Sprintf("want %s, got %s", want, describe(n))
+	}
+	return ""
+}
+
+// decodeMapping decodes mapping n into struct v, one problem per unknown
+// key, or into map v, whose keys are strings: any key is accepted.
+func (d *decoder) decodeMapping(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
 		d.problem(n, path, "want a mapping, got %s", shape(n))
 		return
 	}
-	fields, names := structFields(v.Type())
+	isMap := v.Kind() == reflect.Map
+	fields, names := map[string]int{}, []string(nil)
+	if isMap {
+		v.Set(reflect.MakeMap(v.Type()))
+	} else {
+		fields, names = structFields(v.Type())
+	}
 	for _, p := range d.pairs(n, path) {
 		kp := keyPath(path, p.key)
 		d.lines[kp] = p.line
 		i, ok := fields[p.key]
-		if !ok {
+		switch {
+		case isMap:
+			ev := reflect.New(v.Type().Elem()).Elem()
+			d.decode(p.value, ev, kp)
+			v.SetMapIndex(reflect.ValueOf(p.key), ev)
+		case !ok:
 			d.add(Problem{Path: kp, Line: p.line, Message: "unknown key (valid: " + strings.Join(names, ", ") + ")"})
-			continue
+		default:
+			d.decode(p.value, v.Field(i), kp)
 		}
-		d.decode(p.value, v.Field(i), kp)
 	}
 }
 
@@ -362,35 +377,12 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 		d.problem(n, path, "want a list, got %s", shape(n))
 		return
 	}
-	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	v.Set(reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content)))
 	for i, item := range n.Content {
 		ip := indexPath(path, i)
 		d.lines[ip] = item.Line
-		d.decode(item, s.Index(i), ip)
+		d.decode(item, v.Index(i), ip)
 	}
-	v.Set(s)
-}
-
-// decodeMap decodes mapping n into map v, whose keys are strings: any key
-// is accepted.
-func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.problem(n, path, "want a mapping, got %s", shape(n))
-		return
-	}
-	if v.Type().Key().Kind() != reflect.String {
-		d.problem(n, path, "cannot decode into a %s", v.Type())
-		return
-	}
-	m := reflect.MakeMap(v.Type())
-	for _, p := range d.pairs(n, path) {
-		kp := keyPath(path, p.key)
-		d.lines[kp] = p.line
-		ev := reflect.New(v.Type().Elem()).Elem()
-		d.decode(p.value, ev, kp)
-		m.SetMapIndex(reflect.ValueOf(p.key).Convert(v.Type().Key()), ev)
-	}
-	v.Set(m)
 }
 
 // pair is one entry of a mapping.
@@ -401,43 +393,38 @@ type pair struct {
 }
 
 // pairs returns the entries of mapping n with merge keys (<<) resolved:
-// merged entries first, overridden by the entries of n itself; every key
-// appears once. A key written twice in n is a problem.
+// the entries of n itself, then those merged in that n does not set; every
+// key appears once. A key written twice in n is a problem.
 func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 	var out []pair
-	index := map[string]int{}
-	put := func(p pair) {
-		if i, ok := index[p.key]; ok {
-			out[i] = p
-			return
-		}
-		index[p.key] = len(out)
-		out = append(out, p)
-	}
-	var own []pair
-	first := map[string]int{}
+	var merges []*yaml.Node
+	seen := map[string]int{} // key -> line of its first entry
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if !d.tick(k, path) {
 			return out
 		}
-		if isMergeKey(k) {
-			d.merge(val, path, put)
-			continue
-		}
-		if k.Kind != yaml.ScalarNode {
+		line, dup := seen[k.Value]
+		switch {
+		case isMergeKey(k):
+			merges = append(merges, val)
+		case k.Kind != yaml.ScalarNode:
 			d.problem(k, path, "a key must be a single value, got %s", shape(k))
-			continue
-		}
-		if line, dup := first[k.Value]; dup {
+		case dup:
 			d.problem(k, keyPath(path, k.Value), "duplicate key (first at line %d)", line)
-			continue
+		default:
+			seen[k.Value] = k.Line
+			out = append(out, pair{key: k.Value, line: k.Line, value: val})
 		}
-		first[k.Value] = k.Line
-		own = append(own, pair{key: k.Value, line: k.Line, value: val})
 	}
-	for _, p := range own {
-		put(p)
+	put := func(p pair) {
+		if _, ok := seen[p.key]; !ok {
+			seen[p.key] = p.line
+			out = append(out, p)
+		}
+	}
+	for _, m := range slices.Backward(merges) { // of two merge keys, the last wins
+		d.merge(m, path, put)
 	}
 	return out
 }
@@ -450,28 +437,23 @@ func (d *decoder) merge(val *yaml.Node, path string, put func(pair)) {
 		return
 	}
 	defer done()
-	switch t.Kind {
-	case yaml.MappingNode:
-		for _, p := range d.pairs(t, path) {
-			put(p)
+	items := []*yaml.Node{t}
+	if t.Kind == yaml.SequenceNode {
+		items = t.Content
+	}
+	for _, item := range items {
+		item, idone, ok := d.deref(item, path)
+		if !ok {
+			continue
 		}
-	case yaml.SequenceNode:
-		for i := len(t.Content) - 1; i >= 0; i-- {
-			item, idone, ok := d.deref(t.Content[i], path)
-			if !ok {
-				continue
+		if item.Kind == yaml.MappingNode {
+			for _, p := range d.pairs(item, path) {
+				put(p)
 			}
-			if item.Kind != yaml.MappingNode {
-				d.problem(item, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", shape(item))
-			} else {
-				for _, p := range d.pairs(item, path) {
-					put(p)
-				}
-			}
-			idone()
+		} else {
+			d.problem(item, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", shape(item))
 		}
-	default:
-		d.problem(t, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", shape(t))
+		idone()
 	}
 }
 
