@@ -5,8 +5,6 @@ package main
 // server.
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/testkit"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -25,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 

@@ -665,9 +665,11 @@ func TestDocSentinelNeverLeaks(t *testing.T) {
 	for _, e := range errs {
 		var ve *vault.Error
 		if errors.As(e, &ve) && ve.Err != nil {
-			h.seen(fmt.Errorf("%v %+v %#v", ve.Err, ve.Err, ve.Err))
+			printed := fmt.Sprintf("%v %+v %#v", ve.Err, ve.Err, ve.Err)
+			h.seen(errors.New(printed))
 		}
-		h.seen(fmt.Errorf("%v %+v %#v", e, e, e))
+		printed := fmt.Sprintf("%v %+v %#v", e, e, e)
+		h.seen(errors.New(printed))
 	}
 	h.checkNoLeak()
 	if strings.Contains(h.logs.String(), sentinel) {

@@ -258,7 +258,7 @@ func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, 
 	defer func() {
 		w.Stop()
 		if !finished {
-			<-w.DoneCh()
+			<-w.DoneCh() //nolint:errcheck // the error of a watcher we stopped
 		}
 		wg.Wait()
 	}()
@@ -302,7 +302,7 @@ func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, 
 				continue
 			}
 			c.log.InfoContext(ctx, "vault token renewal failed, logging in again", "method", c.method,
-				"ttl", time.Until(expiry).Round(time.Millisecond), "error", f.detail)
+				"ttl", time.Until(expiry).Round(time.Millisecond).String(), "error", f.detail)
 			return true, expiry
 		}
 	}
