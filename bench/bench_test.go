@@ -476,7 +476,7 @@ func benchFootprint(b *testing.B, e *Env, window time.Duration) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.Stop(10 * time.Second)
+	defer func() { _ = p.Stop(10 * time.Second) }()
 	if _, err := WaitReady(p, admin, 30*time.Second); err != nil {
 		b.Fatal(err)
 	}
@@ -489,7 +489,7 @@ func benchFootprint(b *testing.B, e *Env, window time.Duration) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer a.Stop(10 * time.Second)
+	defer func() { _ = a.Stop(10 * time.Second) }()
 	rendered, err := a.WaitRendered(60 * time.Second)
 	if err != nil {
 		b.Fatal(err)

@@ -45,8 +45,11 @@ func WaitReady(p *Process, addr string, timeout time.Duration) (time.Duration, e
 		if p.Exited() {
 			return 0, fmt.Errorf("rotator run exited before it was ready:\n%s", p.tail())
 		}
+		if time.Now().After(deadline) && err != nil {
+			return 0, fmt.Errorf("not ready after %s (last: %w):\n%s", timeout, err, p.tail())
+		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("not ready after %s (last: %v):\n%s", timeout, err, p.tail())
+			return 0, fmt.Errorf("not ready after %s:\n%s", timeout, p.tail())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

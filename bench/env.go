@@ -1,3 +1,4 @@
+// Package bench holds the benchmarks of docs/BENCHMARKS.md and the harness they share.
 package bench
 
 import (
@@ -12,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,13 +54,8 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// goBin is the go command: the one on PATH, else the running toolchain's.
-func goBin() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
+// goBin is the go command on PATH (`go test` puts its own toolchain's first).
+func goBin() string { return "go" }
 
 // BuildRotator builds ./cmd/rotator into out with -trimpath -ldflags
 // '-s -w'; cgo selects CGO_ENABLED (the Makefile and the Dockerfile build

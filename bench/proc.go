@@ -108,7 +108,7 @@ func (s Sample) CPUPercent() float64 {
 func Watch(pids []int, window time.Duration, stop <-chan struct{}) ([]Sample, error) {
 	out := make([]Sample, len(pids))
 	cpu0 := make([]time.Duration, len(pids))
-	var sums []int64 = make([]int64, len(pids))
+	sums := make([]int64, len(pids))
 	for i, pid := range pids {
 		c, err := ReadCPU(pid)
 		if err != nil {

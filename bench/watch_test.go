@@ -102,7 +102,7 @@ func benchWatch(b *testing.B, interval time.Duration, writes int, seed uint64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.Stop(30 * time.Second)
+	defer func() { _ = p.Stop(30 * time.Second) }()
 	if _, err := WaitReady(p, admin, 30*time.Second); err != nil {
 		b.Fatal(err)
 	}

@@ -93,8 +93,11 @@ func metricNames(t *testing.T) (names, histograms map[string]bool) {
 
 func filepathGlobRead(dir, pattern string) (string, error) {
 	files, err := filepath.Glob(filepath.Join(dir, pattern))
-	if err != nil || len(files) == 0 {
-		return "", fmt.Errorf("no %s in %s: %v", pattern, dir, err)
+	if err != nil {
+		return "", fmt.Errorf("glob %s in %s: %w", pattern, dir, err)
+	}
+	if len(files) == 0 {
+		return "", fmt.Errorf("no %s in %s", pattern, dir)
 	}
 	var b strings.Builder
 	for _, f := range files {

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	logger.Info("hoodtest listening", slog.String("url", srv.URL()), slog.Int("integrations", len(cfg.integrations)))
+	logger.Info("hoodtest listening", "url", srv.URL(), "integrations", len(cfg.integrations))
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -104,11 +104,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			tokens, err := cfg.tokens()
 			if err != nil {
-				logger.Error("hoodtest: token file not reloaded", slog.Any("error", err))
+				logger.Error("hoodtest: token file not reloaded", "error", err.Error())
 				continue
 			}
 			srv.SetTokens(tokens...)
-			logger.Info("hoodtest: tokens reloaded", slog.Int("tokens", len(tokens)))
+			logger.Info("hoodtest: tokens reloaded", "tokens", len(tokens))
 		}
 	}
 

@@ -5,8 +5,6 @@ package main
 // server.
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/testkit"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/ocamba-rotator/rotator/docs"
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 

@@ -307,13 +307,8 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		case code == http.StatusUnauthorized || code == http.StatusForbidden:
 			level = slog.LevelWarn
 		}
-		s.log.LogAttrs(context.WithoutCancel(r.Context()), level, "admin request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", code),
-			slog.String("remote", r.RemoteAddr),
-			slog.String("duration", time.Since(start).String()),
-		)
+		s.log.Log(context.WithoutCancel(r.Context()), level, "admin request", "method", r.Method,
+			"path", r.URL.Path, "status", code, "remote", r.RemoteAddr, "duration", time.Since(start).String())
 	})
 }
 

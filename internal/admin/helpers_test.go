@@ -1,8 +1,6 @@
 package admin_test
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/testkit"
-
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +18,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/secret"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 )
 
 // sentinel is the admin token of the tests: it must never appear in any

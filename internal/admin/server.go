@@ -178,7 +178,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("admin: listen on %s: %w", s.listen, err)
 	}
 	s.ln, s.done, s.started = ln, make(chan struct{}), true
-	s.log.Info("admin server listening", "addr", ln.Addr().String())
+	s.log.Info("admin server listening", "admin_listen", ln.Addr().String())
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -174,7 +174,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := d.srv.Start(); err != nil {
 		return fmt.Errorf("start admin server on %s: %w", cfg.Admin.Listen, err)
 	}
-	d.log.Info("rotator started", "version", opts.Version, "admin", d.srv.Addr(),
+	d.log.Info("rotator started", "version", opts.Version, "admin_listen", d.srv.Addr(),
 		"integrations", len(cfg.Integrations), "schedule", cfg.Schedule)
 	if opts.Started != nil {
 		opts.Started(d.srv.Addr())

@@ -196,7 +196,7 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 	}
 	if old := d.world(); old != nil {
 		if old.cfg.Admin.Listen != cfg.Admin.Listen {
-			log.Warn("admin.listen changed: it takes effect at the next restart", "listen", old.cfg.Admin.Listen)
+			log.Warn("admin.listen changed: it takes effect at the next restart", "admin_listen", old.cfg.Admin.Listen)
 		}
 		if old.cfg.State.Path != cfg.State.Path {
 			log.Warn("state.path changed: it takes effect at the next restart", "path", old.cfg.State.Path)

@@ -37,7 +37,7 @@ func TestSchedulerHonoursTimezoneAndOverrides(t *testing.T) {
 	if !na.Equal(*nc) {
 		t.Errorf("a and c share the global schedule: got %v and %v", na, nc)
 	}
-	if got := nb.In(ny); got.Minute() != 0 || got.Sub(time.Now()) > time.Hour {
+	if got := nb.In(ny); got.Minute() != 0 || time.Until(got) > time.Hour {
 		t.Errorf("next run of b (@hourly): got %v", got)
 	}
 	if s.next("gone") != nil {

@@ -160,7 +160,7 @@ func engines(t *testing.T, e *env, src source) {
 			t.Error("a report holds the sentinel")
 		}
 		for _, o := range rep.Outcomes {
-			e.seen(o.Err)
+			e.note(o.Err)
 		}
 		return rep.Outcomes[0]
 	}

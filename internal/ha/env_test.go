@@ -92,12 +92,17 @@ func (e *env) storeWith(t *testing.T, label string, edit func(*ha.Options)) *ha.
 
 // seen keeps err's text for the leak check and returns err.
 func (e *env) seen(err error) error {
+	e.note(err)
+	return err
+}
+
+// note keeps err's text for the leak check.
+func (e *env) note(err error) {
 	if err != nil {
 		e.mu.Lock()
 		e.errs = append(e.errs, err.Error())
 		e.mu.Unlock()
 	}
-	return err
 }
 
 // rawDoc is a record document as stored.

@@ -323,13 +323,8 @@ func (c *Client) do(ctx context.Context, method, id string, token secret.Value, 
 		if dl, ok := ctx.Deadline(); ok && c.now().Add(wait).After(dl) {
 			return nil, c.giveUp(method, id, attempt, last)
 		}
-		c.log.LogAttrs(ctx, slog.LevelWarn, "hood request failed, retrying",
-			slog.String("method", method),
-			slog.String("integration_id", id),
-			slog.Int("attempt", attempt),
-			slog.Duration("wait", wait),
-			slog.String("err", err.Error()),
-		)
+		c.log.WarnContext(ctx, "hood request failed, retrying", "method", method, "id", id,
+			"attempt", attempt, "wait", wait.String(), "error", err.Error())
 		if err := c.sleep(ctx, wait); err != nil {
 			return nil, c.stopped(method, id, attempt, "wait to retry", err, last)
 		}
@@ -348,15 +343,9 @@ func (c *Client) hold(ctx context.Context, ae *APIError) {
 	if !extended {
 		return
 	}
-	c.log.LogAttrs(ctx, slog.LevelWarn, "hood asked to slow down: every hood request held",
-		slog.String("method", ae.Method),
-		slog.String("integration_id", ae.ID),
-		slog.Int("status", ae.StatusCode),
-		slog.Duration("retry_after", ae.RetryAfter),
-		slog.Duration("hold", d),
-		slog.Time("until", until),
-		slog.String("trace_id", ae.TraceID),
-	)
+	c.log.WarnContext(ctx, "hood asked to slow down: every hood request held", "method", ae.Method,
+		"id", ae.ID, "status", ae.StatusCode, "retry_after", ae.RetryAfter.String(), "hold", d.String(),
+		"until", until, "trace_id", ae.TraceID)
 }
 
 // retryWait says whether err may go away on another attempt (after number
@@ -528,18 +517,12 @@ func (c *Client) logAttempt(ctx context.Context, method, id string, n, status in
 	if !c.log.Enabled(ctx, slog.LevelDebug) {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("integration_id", id),
-		slog.Int("status", status),
-		slog.Int("attempt", n),
-		slog.Duration("duration", d),
-		slog.String("trace_id", traceID),
-	}
+	args := []any{"method", method, "id", id, "status", status, "attempt", n,
+		"duration", d.String(), "trace_id", traceID}
 	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
+		args = append(args, "error", err.Error())
 	}
-	c.log.LogAttrs(ctx, slog.LevelDebug, "hood request", attrs...)
+	c.log.DebugContext(ctx, "hood request", args...)
 }
 
 func orDuration(v, def time.Duration) time.Duration {

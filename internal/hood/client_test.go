@@ -515,7 +515,7 @@ func TestLogsPerAttempt(t *testing.T) {
 		if err := json.Unmarshal([]byte(raw), &m); err != nil {
 			t.Fatalf("log line %q: %v", raw, err)
 		}
-		l := line{Level: str(m["level"]), Method: str(m["method"]), TraceID: str(m["trace_id"]), IntegrationID: str(m["integration_id"]), Wait: m["wait"]}
+		l := line{Level: str(m["level"]), Method: str(m["method"]), TraceID: str(m["trace_id"]), IntegrationID: str(m["id"]), Wait: m["wait"]}
 		if f, ok := m["status"].(float64); ok {
 			l.Status = int(f)
 		}
@@ -526,7 +526,7 @@ func TestLogsPerAttempt(t *testing.T) {
 	}
 	want := []line{
 		{Level: "DEBUG", Method: "PATCH", IntegrationID: "1161", Status: 500, Attempt: 1, TraceID: "trace-abc"},
-		{Level: "WARN", Method: "PATCH", IntegrationID: "1161", Attempt: 1, Wait: float64(100 * time.Millisecond)},
+		{Level: "WARN", Method: "PATCH", IntegrationID: "1161", Attempt: 1, Wait: "100ms"},
 		{Level: "DEBUG", Method: "PATCH", IntegrationID: "1161", Status: 204, Attempt: 2},
 	}
 	if len(got) != len(want) {

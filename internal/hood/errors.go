@@ -1,8 +1,6 @@
 package hood
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/secret"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ocamba-rotator/rotator/internal/secret"
 )
 
 // ErrInvalidID is wrapped by every error that rejects an integration id

@@ -165,10 +165,10 @@ func (l *Limiter) wait(ctx context.Context, inFlight bool) (uint64, error) {
 			}
 		}
 		d, id, changed := l.reserve(inFlight)
-		switch {
-		case d == 0:
+		switch d {
+		case 0:
 			return id, nil
-		case d == blocked:
+		case blocked:
 			select {
 			case <-ctx.Done():
 				return 0, ctx.Err()

@@ -55,6 +55,7 @@ func TestValueNeverPrintsItsText(t *testing.T) {
 	} {
 		var buf bytes.Buffer
 		l := slog.New(h.mk(&buf))
+		//nolint:sloglint // attributes on purpose: they must be redacted as well
 		l.Info("msg", "value", v, "ptr", &v, "struct", w, slog.Any("any", v), slog.Group("g", "v", v))
 		forms[h.name] = buf.String()
 	}

@@ -363,8 +363,11 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 			err = db.View(func(tx *bolt.Tx) error {
 				for i := 2; ; i++ {
 					info, err := tx.Page(i)
-					if err != nil || info == nil {
-						return fmt.Errorf("no freelist page below %d: %v", i, err)
+					if err != nil {
+						return fmt.Errorf("read page %d: %w", i, err)
+					}
+					if info == nil {
+						return fmt.Errorf("no freelist page below %d", i)
 					}
 					if info.Type == "freelist" {
 						id = i

@@ -73,7 +73,7 @@ func TestWriteDocCheckAndSet(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			okBefore, errBefore := h.obs.count("write/ok"), h.obs.count("write/error")
 			v, err := c.WriteDoc(t.Context(), "secret", p, st.doc, st.cas)
-			h.seen(err)
+			h.note(err)
 			if st.wantVersion == 0 {
 				e := wantKind(t, err, vault.KindConflict, vault.ErrConflict)
 				if e.Op != vault.OpWrite || e.Mount != "secret" || e.Path != p {
@@ -226,7 +226,7 @@ func TestCurrentVersion(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			okBefore, errBefore := h.obs.count("metadata/ok"), h.obs.count("metadata/error")
 			got, err := c.CurrentVersion(ctx, tt.mount, tt.path)
-			h.seen(err)
+			h.note(err)
 			if tt.wantErr != "" {
 				e := wantKind(t, err, vault.KindNotFound, vault.ErrNotFound)
 				if e.Op != vault.OpMetadata {
@@ -318,7 +318,7 @@ func TestDocInvalid(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				before := h.obs.total()
 				v, found, err := c.ReadDoc(ctx, tt.mount, tt.path, tt.out)
-				h.seen(err)
+				h.note(err)
 				wantKind(t, err, vault.KindInvalid, vault.ErrInvalid)
 				if err.Error() != tt.wantErr {
 					t.Errorf("error: got %q, want %q", err, tt.wantErr)
@@ -366,7 +366,7 @@ func TestDocInvalid(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				before := h.obs.total()
 				v, err := c.WriteDoc(ctx, tt.mount, tt.path, tt.in, tt.cas)
-				h.seen(err)
+				h.note(err)
 				wantKind(t, err, vault.KindInvalid, vault.ErrInvalid)
 				if err.Error() != tt.wantErr {
 					t.Errorf("error: got %q, want %q", err, tt.wantErr)
@@ -383,7 +383,7 @@ func TestDocInvalid(t *testing.T) {
 
 	t.Run("KV v1 mount", func(t *testing.T) {
 		_, err := c.WriteDoc(ctx, "kv1-doc", p, leaseDoc{Secret: sentinel}, 0)
-		h.seen(err)
+		h.note(err)
 		wantKind(t, err, vault.KindOther, nil)
 		if want := "write kv1-doc/" + p + " (kv v2): vault answered the write without a version (is kv1-doc a KV v2 engine?)"; err.Error() != want {
 			t.Errorf("error: got %q, want %q", err, want)
@@ -392,7 +392,7 @@ func TestDocInvalid(t *testing.T) {
 
 	t.Run("missing mount", func(t *testing.T) {
 		_, err := c.WriteDoc(ctx, "no-such-mount", p, leaseDoc{}, 0)
-		h.seen(err)
+		h.note(err)
 		wantKind(t, err, vault.KindNotFound, vault.ErrNotFound)
 	})
 }
@@ -581,17 +581,17 @@ func TestDocObserve(t *testing.T) {
 	}
 	var d leaseDoc
 	_, _, err := c.ReadDoc(ctx, "secret", p, &d) // not found
-	h.seen(err)
+	h.note(err)
 	_, err = c.WriteDoc(ctx, "secret", p, leaseDoc{Counter: 1}, 0)
-	h.seen(err)
+	h.note(err)
 	_, err = c.WriteDoc(ctx, "secret", p, leaseDoc{Counter: 1}, 0) // conflict
-	h.seen(err)
+	h.note(err)
 	_, err = c.CurrentVersion(ctx, "secret", p)
-	h.seen(err)
+	h.note(err)
 	_, err = c.CurrentVersion(ctx, "secret", p+"-missing")
-	h.seen(err)
+	h.note(err)
 	_, _, err = c.ReadDoc(ctx, "secret", p, &d)
-	h.seen(err)
+	h.note(err)
 
 	h.obs.mu.Lock()
 	got := strings.Join(h.obs.calls, " ")
@@ -665,9 +665,11 @@ func TestDocSentinelNeverLeaks(t *testing.T) {
 	for _, e := range errs {
 		var ve *vault.Error
 		if errors.As(e, &ve) && ve.Err != nil {
-			h.seen(fmt.Errorf("%v %+v %#v", ve.Err, ve.Err, ve.Err))
+			printed := fmt.Sprintf("%v %+v %#v", ve.Err, ve.Err, ve.Err)
+			h.note(errors.New(printed))
 		}
-		h.seen(fmt.Errorf("%v %+v %#v", e, e, e))
+		printed := fmt.Sprintf("%v %+v %#v", e, e, e)
+		h.note(errors.New(printed))
 	}
 	h.checkNoLeak()
 	if strings.Contains(h.logs.String(), sentinel) {

@@ -148,7 +148,7 @@ func (e *Error) Error() string {
 		// The detail says it all.
 		if e.Detail == "" {
 			b.WriteString(e.Kind.String())
-			if e.Err != nil && e.Err != e.Kind.sentinel() {
+			if e.Err != nil && !errors.Is(e.Err, e.Kind.sentinel()) {
 				b.WriteString(": " + e.Err.Error())
 			}
 			return b.String()

@@ -1,8 +1,6 @@
 package vault_test
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/testkit"
-
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -14,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 	"github.com/ocamba-rotator/rotator/internal/vault"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
@@ -92,12 +91,17 @@ func (h *harness) secret(vals ...string) {
 
 // seen records an error for the leak check and returns it.
 func (h *harness) seen(err error) error {
+	h.note(err)
+	return err
+}
+
+// note records an error for the leak check.
+func (h *harness) note(err error) {
 	if err != nil {
 		h.mu.Lock()
 		h.texts = append(h.texts, err.Error())
 		h.mu.Unlock()
 	}
-	return err
 }
 
 func (h *harness) checkNoLeak() {
@@ -153,7 +157,7 @@ func tokenCfg(addr, file string) config.Vault {
 
 // wantKind fails the test unless err is a *vault.Error of kind want that
 // errors.Is matches to sentinel.
-func wantKind(t *testing.T, err error, want vault.Kind, sentinel error) *vault.Error {
+func wantKind(t *testing.T, err error, want vault.Kind, sentinel error) vault.Error {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want kind %q", want)
@@ -168,7 +172,7 @@ func wantKind(t *testing.T, err error, want vault.Kind, sentinel error) *vault.E
 	if sentinel != nil && !errors.Is(err, sentinel) {
 		t.Errorf("errors.Is(%v, %v): got false, want true", err, sentinel)
 	}
-	return e
+	return *e
 }
 
 // uniq returns prefix with a random suffix, for mounts and paths that must

@@ -318,7 +318,7 @@ func TestCACert(t *testing.T) {
 			cfg := tokenCfg(ts.URL, tokenFile)
 			cfg.CACert = tt.file
 			_, err := vault.New(cfg, h.options(nil))
-			h.seen(err)
+			h.note(err)
 			wantKind(t, err, vault.KindInvalid, vault.ErrInvalid)
 			if !strings.Contains(err.Error(), tt.file) || !strings.Contains(err.Error(), tt.wantInErr) {
 				t.Errorf("error: got %q, want it to name %s and contain %q", err, tt.file, tt.wantInErr)
@@ -362,7 +362,7 @@ func TestNoRetriesAndHTTPErrors(t *testing.T) {
 			})
 			c := h.client(tokenCfg(ts.URL, writeFile(t, "token", "t")), nil)
 			_, err := c.ReadKV(t.Context(), "secret", "x", 2)
-			h.seen(err)
+			h.note(err)
 			wantKind(t, err, tt.wantKind, nil)
 			if err.Error() != tt.wantMsg {
 				t.Errorf("error: got %q, want %q", err, tt.wantMsg)
@@ -430,7 +430,7 @@ func TestInvalidArguments(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := c.ReadKV(t.Context(), tt.mount, tt.path, tt.kvVersion)
-			h.seen(err)
+			h.note(err)
 			wantKind(t, err, vault.KindInvalid, vault.ErrInvalid)
 			if err.Error() != tt.wantMsg {
 				t.Errorf("error: got %q, want %q", err, tt.wantMsg)
@@ -445,7 +445,7 @@ func TestInvalidArguments(t *testing.T) {
 	}
 
 	_, err := vault.New(config.Vault{Address: ts.URL, Auth: config.VaultAuth{Method: "ldap"}}, h.options(nil))
-	h.seen(err)
+	h.note(err)
 	wantKind(t, err, vault.KindInvalid, vault.ErrInvalid)
 	if want := `configure: unknown auth method "ldap" (want token, approle or kubernetes)`; err.Error() != want {
 		t.Errorf("unknown method: got %q, want %q", err, want)
@@ -460,7 +460,7 @@ func TestObserve(t *testing.T) {
 		t.Fatal(h.seen(err))
 	}
 	_, err := c.ReadKV(t.Context(), "secret-missing", "x", 2)
-	h.seen(err)
+	h.note(err)
 	want := []string{"login/ok", "read/ok", "read/error"}
 	h.obs.mu.Lock()
 	got := append([]string(nil), h.obs.calls...)

@@ -259,7 +259,7 @@ func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, 
 	defer func() {
 		w.Stop()
 		if !finished {
-			<-w.DoneCh()
+			<-w.DoneCh() //nolint:errcheck // the error of a watcher we stopped
 		}
 		wg.Wait()
 	}()
@@ -274,11 +274,11 @@ func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, 
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
 				lease := time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
 				expiry = time.Now().Add(lease)
-				c.log.DebugContext(ctx, "vault token renewed", "method", c.method, "ttl", lease)
+				c.log.DebugContext(ctx, "vault token renewed", "method", c.method, "ttl", lease.String())
 			}
 		case err := <-w.DoneCh():
 			finished = true
-			args := []any{"method", c.method, "ttl", time.Until(expiry).Round(time.Millisecond)}
+			args := []any{"method", c.method, "ttl", time.Until(expiry).Round(time.Millisecond).String()}
 			if err != nil {
 				args = append(args, "error", classify(Error{Op: OpRenew, Addr: c.addr}, err).Error())
 			}
@@ -303,7 +303,7 @@ func (c *Client) keep(ctx context.Context, k *keeper, st loginState) (due bool, 
 				continue
 			}
 			c.log.InfoContext(ctx, "vault token renewal failed, logging in again", "method", c.method,
-				"ttl", time.Until(expiry).Round(time.Millisecond), "error", f.detail)
+				"ttl", time.Until(expiry).Round(time.Millisecond).String(), "error", f.detail)
 			return true, expiry
 		}
 	}

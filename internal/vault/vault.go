@@ -415,7 +415,7 @@ func (c *Client) loginLocked(ctx context.Context) error {
 	c.signalLocked()
 	c.mu.Unlock()
 	renewable, ttl := authInfo(sec)
-	c.log.DebugContext(ctx, "vault login succeeded", "method", c.method, "renewable", renewable, "ttl", ttl)
+	c.log.DebugContext(ctx, "vault login succeeded", "method", c.method, "renewable", renewable, "ttl", ttl.String())
 	return nil
 }
 

@@ -129,7 +129,7 @@ func TestProcessVaultTokenIsNotUsedImplicitly(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := h.client(tt.cfg, nil)
 			kv, err := c.ReadKV(ctx, "secret", "implicit/x", 2)
-			h.seen(err)
+			h.note(err)
 			if err == nil {
 				t.Fatalf("ReadKV: got data (version %d), want a login error", kv.Version)
 			}
@@ -293,7 +293,7 @@ func TestReadKV(t *testing.T) {
 				t.Errorf("NonString: got %v, want %v", kv.NonString, tt.wantNonString)
 			}
 			// Every printed form of the result is free of the sentinel.
-			h.seen(fmt.Errorf("%v %+v %#v", kv, kv, kv))
+			h.note(fmt.Errorf("%v %+v %#v", kv, kv, kv))
 		})
 	}
 }
@@ -342,7 +342,7 @@ func TestReadKVNotFound(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := h.obs.count("read/error")
 			_, err := c.ReadKV(ctx, tt.mount, tt.path, tt.kvVersion)
-			h.seen(err)
+			h.note(err)
 			wantKind(t, err, vault.KindNotFound, vault.ErrNotFound)
 			if !strings.HasPrefix(err.Error(), tt.wantMsg) {
 				t.Errorf("error: got %q, want it to start with %q", err, tt.wantMsg)
@@ -381,7 +381,7 @@ func TestReadKVPermissionDenied(t *testing.T) {
 	loginsBefore := h.obs.count("login/ok") + h.obs.count("login/error")
 
 	_, err = c.ReadKV(ctx, "secret", "pd/denied", 2)
-	h.seen(err)
+	h.note(err)
 	wantKind(t, err, vault.KindPermissionDenied, vault.ErrPermissionDenied)
 	if got, want := err.Error(), "read secret/pd/denied (kv v2): permission denied"; got != want {
 		t.Errorf("error: got %q, want %q", got, want)
@@ -461,7 +461,7 @@ func TestReadKVLogsInAgainWhenTheTokenIsRevoked(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = c.ReadKV(ctx, "secret", "re/app", 2)
-		h.seen(err)
+		h.note(err)
 		wantKind(t, err, vault.KindUnauthenticated, vault.ErrUnauthenticated)
 		if !strings.Contains(err.Error(), "token no longer valid, and login again failed") {
 			t.Errorf("error: got %q, want it to say the token is no longer valid", err)
@@ -502,7 +502,7 @@ func TestSealed(t *testing.T) {
 	t.Cleanup(func() { _ = s.Unseal(context.Background()) })
 
 	_, err := c.ReadKV(ctx, "secret", "sealed/x", 2)
-	h.seen(err)
+	h.note(err)
 	wantKind(t, err, vault.KindSealed, vault.ErrSealed)
 	if got, want := err.Error(), "read secret/sealed/x (kv v2): vault is sealed"; got != want {
 		t.Errorf("error: got %q, want %q", got, want)
@@ -558,7 +558,7 @@ func TestUnreachable(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := c.ReadKV(ctx, "secret", "x", 2)
-		h.seen(err)
+		h.note(err)
 		e := wantKind(t, err, vault.KindUnreachable, vault.ErrUnreachable)
 		if e.Op != "read" {
 			t.Errorf("op: got %q, want read", e.Op)
@@ -606,7 +606,7 @@ func TestNamespace(t *testing.T) {
 	}
 
 	_, err = h.client(tokenCfg(s.Addr, file), nil).ReadKV(ctx, mount, "app", 2)
-	h.seen(err)
+	h.note(err)
 	if err == nil {
 		t.Error("read without the namespace: got data, want an error (the mount is in team-a)")
 	}

@@ -155,9 +155,9 @@ func build(ctx context.Context, root, bin string) error {
 	_ = tmp.Close()
 	defer os.Remove(tmpName) // a no-op once renamed
 
-	gobin, err := exec.LookPath("go")
+	gobin, err := exec.LookPath("go") // `go test` puts its own toolchain's first on PATH
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("find the go command: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath",
 		"-ldflags", "-s -w -X github.com/openbao/openbao/version.fullVersion="+BaoVersion,

@@ -41,7 +41,7 @@ func (s *Server) EnableKV(ctx context.Context, mount string, version int) error 
 			return nil
 		}
 		if serr := sleep(ctx, s.done(), 25*time.Millisecond); serr != nil {
-			return fmt.Errorf("wait for kv v2 at %s (last: %v): %w", mount, err, serr)
+			return fmt.Errorf("wait for kv v2 at %s (last: %w): %w", mount, err, serr)
 		}
 	}
 }

@@ -138,14 +138,14 @@ func (s *Server) waitAnswer(ctx context.Context) error {
 	p := s.current()
 	for {
 		if p.exited() {
-			return fmt.Errorf("bao exited before it answered: %v", p.waitErr)
+			return fmt.Errorf("bao exited before it answered: %w", p.waitErr)
 		}
 		_, err := s.health(ctx)
 		if err == nil {
 			return nil
 		}
 		if serr := sleep(ctx, p.done, 25*time.Millisecond); serr != nil {
-			return fmt.Errorf("wait for /v1/sys/health to answer (last: %v): %w", err, serr)
+			return fmt.Errorf("wait for /v1/sys/health to answer (last: %w): %w", err, serr)
 		}
 	}
 }
@@ -226,7 +226,7 @@ func (s *Server) stopProcessLocked() error {
 		if p.stoppedOnPurpose() {
 			return nil
 		}
-		return fmt.Errorf("bao exited on its own: %v\n%s", p.waitErr, s.logTail(20))
+		return fmt.Errorf("bao exited on its own: %w\n%s", p.waitErr, s.logTail(20))
 	}
 	p.markStopped()
 	if err := terminateGroup(p.pid); err != nil {

@@ -245,7 +245,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 	p := s.current()
 	for {
 		if p.exited() {
-			return fmt.Errorf("bao exited before it was ready: %v", p.waitErr)
+			return fmt.Errorf("bao exited before it was ready: %w", p.waitErr)
 		}
 		if !healthy {
 			healthy = s.healthy(ctx) == nil
@@ -290,7 +290,7 @@ func (s *Server) waitHealthy(ctx context.Context) error {
 			return nil
 		}
 		if serr := sleep(ctx, s.done(), 25*time.Millisecond); serr != nil {
-			return fmt.Errorf("wait for health (last: %v): %w", err, serr)
+			return fmt.Errorf("wait for health (last: %w): %w", err, serr)
 		}
 	}
 }
@@ -324,7 +324,7 @@ func (s *Server) Stop() error {
 		switch {
 		case p.exited() && p.stoppedOnPurpose():
 		case p.exited():
-			errs = append(errs, fmt.Errorf("bao exited before Stop: %v\n%s", p.waitErr, s.logTail(20)))
+			errs = append(errs, fmt.Errorf("bao exited before Stop: %w\n%s", p.waitErr, s.logTail(20)))
 		default:
 			p.markStopped()
 			if err := killGroup(p.pid); err != nil {

@@ -5,8 +5,6 @@ package faults_test
 // completion, or `run` as a daemon driven through its admin API).
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/testkit"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -30,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 
@@ -569,7 +568,7 @@ func (d *daemon) adminAddr() string {
 	for sc.Scan() {
 		var l struct {
 			Msg   string `json:"msg"`
-			Admin string `json:"admin"`
+			Admin string `json:"admin_listen"`
 		}
 		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "rotator started" {
 			return l.Admin

@@ -245,15 +245,6 @@ func (c *haCluster) versionOf(in integ, settings map[string]string) (int, bool) 
 	return 0, false
 }
 
-func (c *haCluster) byID(id string) (integ, bool) {
-	for _, in := range c.f.integs {
-		if in.id == id {
-			return in, true
-		}
-	}
-	return integ{}, false
-}
-
 // holds reports whether Hood holds the settings of version v of in.
 func (c *haCluster) holds(in integ, v int) bool {
 	for _, w := range c.written(in) {

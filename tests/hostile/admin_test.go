@@ -467,7 +467,7 @@ func TestAdminDefaultListenIsLoopback(t *testing.T) {
 		t.Fatalf("rotator run exited before serving:\n%s", out)
 	}
 	if d.addr != def {
-		t.Fatalf(`"rotator started" admin: got %q, want %q`, d.addr, def)
+		t.Fatalf(`"rotator started" admin_listen: got %q, want %q`, d.addr, def)
 	}
 	if code, _ := d.call("GET", "/healthz", "", nil); code != http.StatusOK {
 		t.Errorf("GET /healthz on %s: got %d, want 200", def, code)

@@ -276,7 +276,7 @@ func TestHoodConnectionReset(t *testing.T) {
 		// may be more: Go's http.Transport replays an idempotent GET once by
 		// itself when a reused keep-alive connection dies before answering
 		// (see the report), so up to two requests per attempt.
-		if got := countLogs(r.stderr, "hood request", map[string]string{"method": "GET", "integration_id": "132"}); got != 4 {
+		if got := countLogs(r.stderr, "hood request", map[string]string{"method": "GET", "id": "132"}); got != 4 {
 			t.Errorf("GET attempts of 132 logged by rotator: got %d, want 4 (max_attempts)", got)
 		}
 		if got := f.count("GET", "132"); got < 4 || got > 8 {

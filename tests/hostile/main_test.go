@@ -10,8 +10,6 @@
 package hostile_test
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/testkit"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -39,6 +37,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
 	"github.com/ocamba-rotator/rotator/internal/state"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 
@@ -558,7 +557,7 @@ type syncBuffer = testkit.SyncBuffer
 // startedLine is the JSON log line that carries the admin address.
 type startedLine struct {
 	Msg   string `json:"msg"`
-	Admin string `json:"admin"`
+	Admin string `json:"admin_listen"`
 }
 
 // startDaemon starts `rotator run` and waits for its "rotator started" log

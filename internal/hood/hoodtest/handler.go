@@ -479,7 +479,7 @@ func (s *Server) logRequest(rec *Request, d time.Duration) {
 		slog.String("method", rec.Method),
 		slog.String("path", rec.Path),
 		slog.Int("status", rec.Status),
-		slog.Duration("duration", d),
+		slog.String("duration", d.String()),
 		slog.Bool("authorized", rec.Authorized),
 	}
 	if rec.Fault != "" {

@@ -1,8 +1,6 @@
 package hoodtest_test
 
 import (
-	"github.com/ocamba-rotator/rotator/internal/testkit"
-
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 )
 
 const token = "test-token"
@@ -666,14 +665,18 @@ func TestConcurrentRequests(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			a, err := patch("1161", fmt.Sprintf(`{"settings":{"auth_token":"t%d"}}`, i)).do(t.Context(), client, s.URL())
-			if err != nil || a.status != http.StatusNoContent {
-				errs <- fmt.Errorf("PATCH %d: got %d %v, want 204", i, a.status, err)
+			if err != nil {
+				errs <- fmt.Errorf("PATCH %d: %w", i, err)
+			} else if a.status != http.StatusNoContent {
+				errs <- fmt.Errorf("PATCH %d: got %d, want 204", i, a.status)
 			}
 		})
 		wg.Go(func() {
 			a, err := get("/v1/hood/integrations/1162").do(t.Context(), client, s.URL())
-			if err != nil || a.status != http.StatusOK {
-				errs <- fmt.Errorf("GET %d: got %d %v, want 200", i, a.status, err)
+			if err != nil {
+				errs <- fmt.Errorf("GET %d: %w", i, err)
+			} else if a.status != http.StatusOK {
+				errs <- fmt.Errorf("GET %d: got %d, want 200", i, a.status)
 			}
 		})
 		wg.Go(func() {

@@ -214,7 +214,7 @@ func Start(opts Options) (*Server, error) {
 	go func() {
 		defer close(s.serveDone)
 		if err := s.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("hoodtest: serve", slog.Any("error", err))
+			s.logger.Error("hoodtest: serve", "error", err.Error())
 		}
 	}()
 	return s, nil
