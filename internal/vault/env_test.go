@@ -75,7 +75,7 @@ func TestEnvironmentIgnored(t *testing.T) {
 		cfg.TLSSkipVerify = true
 		cfg.CACert = writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})))
 		_, err := vault.New(cfg, h.options(getenv))
-		h.seen(err)
+		h.note(err)
 		wantKind(t, err, vault.KindInvalid, vault.ErrInvalid)
 		if want := "tls_skip_verify and ca_cert are both set"; err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error: got %v, want it to contain %q", err, want)
