@@ -9,19 +9,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
+	goruntime "runtime"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
-	"github.com/ocamba-rotator/rotator/internal/ha"
-	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
-	"github.com/ocamba-rotator/rotator/internal/state"
-	"github.com/ocamba-rotator/rotator/internal/vault"
+	"github.com/ocamba-rotator/rotator/internal/runtime"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -103,7 +99,7 @@ func runWith(ctx context.Context, args []string, e env) int {
 	case "validate":
 		return cmdValidate(rest, e)
 	case "version", "--version", "-version":
-		fmt.Fprintf(e.stdout, "rotator %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		fmt.Fprintf(e.stdout, "rotator %s (%s %s/%s)\n", version, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
@@ -121,10 +117,32 @@ type common struct {
 	logLevel  string
 }
 
-func (c *common) register(fs *flag.FlagSet, getenv func(string) string) {
-	fs.StringVar(&c.config, "config", getenv("ROTATOR_CONFIG"), "configuration `file` (default $ROTATOR_CONFIG)")
-	fs.StringVar(&c.logFormat, "log-format", "", "log format: json or text (default: text on a terminal, json otherwise)")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+// flags returns the flag set of command name, which does what about says,
+// with the common flags registered.
+func (c *common) flags(name, about string, e env) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { printHelp(fs, about) }
+	fs.StringVar(&c.config, "config", e.getenv("ROTATOR_CONFIG"), "configuration `file` (default $ROTATOR_CONFIG)")
+	fs.StringVar(&c.logFormat, "log-format", "", "`format` of the log: json or text (default: text on a terminal, json otherwise)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of the log: debug, info, warn or error")
+	return fs
+}
+
+// printHelp prints a command's help: its usage line, what it does, and its
+// flags as --flag.
+func printHelp(fs *flag.FlagSet, about string) {
+	w := fs.Output()
+	fmt.Fprintf(w, "Usage: rotator %s [flags]\n\n%s\n\nFlags:\n", fs.Name(), about)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, text := flag.UnquoteUsage(f)
+		if f.DefValue != "" && f.DefValue != "false" && !strings.Contains(text, "(default") {
+			text += " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace("--"+f.Name+" "+strings.ToUpper(arg)), text)
+	})
+	tw.Flush()
 }
 
 // logger builds the process logger on stderr.
@@ -164,7 +182,6 @@ func isTerminal(w io.Writer) bool {
 // should go on; otherwise the exit code: 0 after -h/--help (the usage was
 // printed), 2 for a bad command line (the problem was printed).
 func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
-	fs.SetOutput(e.stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, false
@@ -178,36 +195,44 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
 	return 0, true
 }
 
-// loadConfig loads and validates the configuration, printing every problem.
-func loadConfig(path string, e env) (*config.Config, bool) {
-	if path == "" {
-		fmt.Fprintln(e.stderr, "rotator: no configuration file: pass --config FILE or set $ROTATOR_CONFIG")
-		return nil, false
-	}
-	cfg, err := config.LoadAndValidate(path, e.getenv)
-	if err != nil {
-		var ve *config.ValidationError
-		if errors.As(err, &ve) {
-			fmt.Fprintf(e.stderr, "%s: %d problem(s):\n", path, len(ve.Problems))
-			for _, p := range ve.Problems {
-				fmt.Fprintf(e.stderr, "  %s\n", p)
-			}
-		} else {
-			fmt.Fprintf(e.stderr, "rotator: %v\n", err)
+// errNoConfig is the error of a command given no configuration file.
+var errNoConfig = errors.New("no configuration file: pass --config FILE or set $ROTATOR_CONFIG")
+
+// loadConfig loads and validates the configuration of command cmd,
+// printing every problem.
+func loadConfig(cmd, path string, e env) (*config.Config, bool) {
+	err := errNoConfig
+	if path != "" {
+		var cfg *config.Config
+		if cfg, err = config.LoadAndValidate(path, e.getenv); err == nil {
+			return cfg, true
 		}
-		return nil, false
 	}
-	return cfg, true
+	printConfigError(e.stderr, cmd, path, err)
+	return nil, false
+}
+
+// printConfigError prints why the configuration at path cannot be used:
+// each problem of an invalid file on a line of its own.
+func printConfigError(w io.Writer, cmd, path string, err error) {
+	var ve *config.ValidationError
+	if !errors.As(err, &ve) {
+		fmt.Fprintf(w, "rotator %s: %v\n", cmd, err)
+		return
+	}
+	fmt.Fprintf(w, "%s: %d problem(s):\n", path, len(ve.Problems))
+	for _, p := range ve.Problems {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
 }
 
 func cmdValidate(args []string, e env) int {
 	var c common
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	c.register(fs, e.getenv)
+	fs := c.flags("validate", "Check the configuration file; touches no network.", e)
 	if code, ok := parseFlags(fs, args, e); !ok {
 		return code
 	}
-	cfg, ok := loadConfig(c.config, e)
+	cfg, ok := loadConfig("validate", c.config, e)
 	if !ok {
 		return exitInvalid
 	}
@@ -236,8 +261,11 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		only  onlyFlag
 		force bool
 	)
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	c.register(fs, e.getenv)
+	about := "Make one pass over the integrations, then exit."
+	if name == "plan" {
+		about = "Show what a pass would push, values masked; write nothing, send nothing to Hood."
+	}
+	fs := c.flags(name, about, e)
 	fs.Var(&only, "only", "run only these integrations (`NAME[,NAME...]`, repeatable)")
 	if name == "once" {
 		fs.BoolVar(&force, "force", false, "push even integrations whose settings have not changed")
@@ -250,52 +278,23 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
 		return exitInvalid
 	}
-	cfg, ok := loadConfig(c.config, e)
+	cfg, ok := loadConfig(name, c.config, e)
 	if !ok {
 		return exitInvalid
 	}
-
-	vc, err := vault.New(cfg.Vault, vault.Options{Logger: log, Getenv: e.getenv, Timeout: cfg.Vault.Timeout.D()})
+	rt, err := runtime.Build(ctx, cfg, runtime.Options{
+		Logger: log, Getenv: e.getenv, Version: version, ReadOnly: name == "plan", Login: true,
+	})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
-		return exitInvalid
-	}
-	var reader rotate.SecretReader = vc
-	if err := vc.Login(ctx); err != nil {
-		log.Error("vault login failed", "error", err.Error())
-		reader = failingReader{err: fmt.Errorf("log in to vault: %w", err)}
-	}
-	hc, err := newHoodClient(cfg, log)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
-		return exitInvalid
-	}
-	var st rotate.State
-	if cfg.HA.Enabled() {
-		// ha.mode vault: the records (and leases) other rotators share.
-		opts := ha.OptionsFrom(cfg.HA, vc, log)
-		opts.ReadOnly = name == "plan" // a dry run writes nothing, not even the first HMAC key
-		if st, err = ha.New(opts); err != nil {
-			fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
+		var ce *runtime.ConfigError
+		if errors.As(err, &ce) {
 			return exitInvalid
 		}
-	} else {
-		local, err := state.Open(cfg.State.Path)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
-			return exitFailed
-		}
-		defer local.Close()
-		st = local
-	}
-	al, err := audit.Open(cfg.Audit.Path)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
 		return exitFailed
 	}
-	defer al.Close()
-	eng := rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: st, Audit: al, Getenv: e.getenv, Logger: log})
-	rep, err := eng.Pass(ctx, rotate.Request{Trigger: rotate.TriggerCLI, Force: force, DryRun: name == "plan", Only: only})
+	defer rt.Close()
+	rep, err := rt.Engine.Pass(ctx, rotate.Request{Trigger: rotate.TriggerCLI, Force: force, DryRun: name == "plan", Only: only})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: --only: %v\n", name, err)
 		return exitInvalid
@@ -305,33 +304,6 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		return exitFailed
 	}
 	return exitOK
-}
-
-func newHoodClient(cfg *config.Config, log *slog.Logger) (*hood.Client, error) {
-	h := cfg.Hood
-	return hood.New(hood.Options{
-		BaseURL:        h.BaseURL,
-		Timeout:        h.Timeout.D(),
-		Burst:          h.RateLimit.Burst,
-		PerMinute:      h.RateLimit.PerMinute,
-		MaxAttempts:    h.Retry.MaxAttempts,
-		InitialBackoff: h.Retry.InitialBackoff.D(),
-		MaxBackoff:     h.Retry.MaxBackoff.D(),
-		UserAgent:      "rotator/" + version,
-		Logger:         log,
-	})
-}
-
-// failingReader stands in for Vault when the login failed: every read fails
-// with the login's error, so each integration reports why.
-type failingReader struct{ err error }
-
-func (f failingReader) ReadKV(context.Context, string, string, int) (*vault.KV, error) {
-	return nil, f.err
-}
-
-func (f failingReader) ReadKVVersion(context.Context, string, string, int) (*vault.KV, error) {
-	return nil, f.err
 }
 
 // printSummary writes the human-readable table that ends `once` and `plan`.

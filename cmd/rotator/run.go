@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"time"
 
@@ -17,9 +16,8 @@ func cmdRun(ctx context.Context, args []string, e env) int {
 		c        common
 		shutdown time.Duration
 	)
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	c.register(fs, e.getenv)
-	fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "how long pushes in flight may take to finish at shutdown")
+	fs := c.flags("run", "Run the daemon: passes on schedule, the admin API and metrics; SIGHUP reloads, SIGTERM stops.", e)
+	fs.DurationVar(&shutdown, "shutdown-timeout", config.DefaultShutdownTimeout, "how long pushes in flight may take to finish at shutdown")
 	if code, ok := parseFlags(fs, args, e); !ok {
 		return code
 	}
@@ -29,7 +27,7 @@ func cmdRun(ctx context.Context, args []string, e env) int {
 		return exitInvalid
 	}
 	if c.config == "" {
-		fmt.Fprintln(e.stderr, "rotator: no configuration file: pass --config FILE or set $ROTATOR_CONFIG")
+		printConfigError(e.stderr, "run", c.config, errNoConfig)
 		return exitInvalid
 	}
 	err = daemon.Run(ctx, daemon.Options{
@@ -48,15 +46,7 @@ func cmdRun(ctx context.Context, args []string, e env) int {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ce):
-		var ve *config.ValidationError
-		if errors.As(err, &ve) {
-			fmt.Fprintf(e.stderr, "%s: %d problem(s):\n", c.config, len(ve.Problems))
-			for _, p := range ve.Problems {
-				fmt.Fprintf(e.stderr, "  %s\n", p)
-			}
-		} else {
-			fmt.Fprintf(e.stderr, "rotator run: %v\n", err)
-		}
+		printConfigError(e.stderr, "run", c.config, err)
 		return exitInvalid
 	default:
 		log.Error("rotator run failed", "error", err.Error())

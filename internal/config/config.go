@@ -179,6 +179,8 @@ const (
 	DefaultKVVersion       = 2
 	DefaultJWTFile         = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 	DefaultOnVerifyFailure = "keep"
+	// DefaultShutdownTimeout is `rotator run --shutdown-timeout`.
+	DefaultShutdownTimeout = 30 * time.Second
 )
 
 // Settings of ha and watch (docs/ha.md).

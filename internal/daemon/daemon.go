@@ -23,8 +23,8 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/runtime"
 	"github.com/ocamba-rotator/rotator/internal/secret"
-	"github.com/ocamba-rotator/rotator/internal/state"
 	"github.com/ocamba-rotator/rotator/internal/vault"
 )
 
@@ -42,7 +42,8 @@ type Options struct {
 	// Reload delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
 	// ShutdownTimeout bounds how long pushes in flight may take to finish
-	// once shutdown starts, and then the admin server's shutdown. Default 30s.
+	// once shutdown starts, and then the admin server's shutdown. Default
+	// config.DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Started, if set, is called once the admin server listens, with its address.
 	Started func(adminAddr string)
@@ -54,10 +55,7 @@ type Options struct {
 
 // ConfigError is returned by Run when the configuration cannot be used at
 // start-up (the process exits 2).
-type ConfigError struct{ Err error }
-
-func (e *ConfigError) Error() string { return e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
+type ConfigError = runtime.ConfigError
 
 // world is everything built from one configuration.
 type world struct {
@@ -69,6 +67,7 @@ type world struct {
 	// host, set to limits when this configuration is installed.
 	limiter *hood.Limiter
 	limits  hood.Limits
+	rt      *runtime.Runtime
 }
 
 // Daemon is a running `rotator run`.
@@ -77,7 +76,7 @@ type Daemon struct {
 	log     *slog.Logger
 	metrics *admin.Metrics
 	reload  *reloadMetrics
-	local   *state.Store // the state file; nil with ha.mode vault
+	local   rotate.State // the state file; nil with ha.mode vault
 	haMode  string       // ha.mode at start-up: a reload cannot change it
 	audit   *audit.Log
 	status  *statusBook
@@ -118,7 +117,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = 30 * time.Second
+		opts.ShutdownTimeout = config.DefaultShutdownTimeout
 	}
 	if opts.Version == "" {
 		opts.Version = "dev"
@@ -146,20 +145,15 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	d.haMode = cfg.HA.Mode
-	if !cfg.HA.Enabled() { // else sharedState (per configuration) logs where the state is
-		if d.local, err = state.Open(cfg.State.Path); err != nil {
-			return fmt.Errorf("open state: %w", err)
-		}
-		defer d.local.Close()
-	}
-	if d.audit, err = audit.Open(cfg.Audit.Path); err != nil {
-		return fmt.Errorf("open audit log: %w", err)
-	}
-	defer func() { d.audit.Close() }()
-	w, err := d.build(cfg)
+	w, err := d.build(cfg) // opens the state file and the audit log for the process
 	if err != nil {
-		return &ConfigError{Err: err}
+		return err
 	}
+	defer w.rt.Close()
+	if !cfg.HA.Enabled() {
+		d.local = w.state
+	}
+	d.audit = w.rt.Audit
 	token, err := readAdminToken(cfg.Admin.TokenFile)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -184,38 +178,19 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// build makes the clients and the engine of a configuration.
+// build makes the clients and the engine of a configuration, around the
+// process's Hood limiters, state file and audit log.
 func (d *Daemon) build(cfg *config.Config) (*world, error) {
-	vc, err := vault.New(cfg.Vault, vault.Options{
-		Timeout: cfg.Vault.Timeout.D(),
-		Logger:  d.log, Getenv: d.opts.Getenv, Observe: d.metrics.ObserveVault,
-		OnAuth: d.metrics.SetVaultAuthenticated,
+	rt, err := runtime.Build(context.Background(), cfg, runtime.Options{
+		Logger: d.log, Getenv: d.opts.Getenv, Version: d.opts.Version, Limiters: d.limiters,
+		State: d.local, Audit: d.audit,
+		ObserveVault: d.metrics.ObserveVault, OnVaultAuth: d.metrics.SetVaultAuthenticated, ObserveHood: d.metrics.ObserveHood,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
+		return nil, err
 	}
-	h := cfg.Hood
-	limits := hood.Limits{Burst: h.RateLimit.Burst, PerMinute: h.RateLimit.PerMinute}
-	lim, err := d.limiters.For(h.BaseURL, limits)
-	if err != nil {
-		return nil, fmt.Errorf("hood: %w", err)
-	}
-	hc, err := hood.New(hood.Options{
-		BaseURL: h.BaseURL, Timeout: h.Timeout.D(), Limiter: lim,
-		MaxAttempts: h.Retry.MaxAttempts, InitialBackoff: h.Retry.InitialBackoff.D(), MaxBackoff: h.Retry.MaxBackoff.D(),
-		UserAgent: "rotator/" + d.opts.Version, Logger: d.log, Observe: d.metrics.ObserveHood,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("hood: %w", err)
-	}
-	var st rotate.State = d.local
-	if cfg.HA.Enabled() {
-		if st, err = sharedState(cfg.HA, vc, d.log); err != nil {
-			return nil, fmt.Errorf("ha: %w", err)
-		}
-	}
-	eng := rotate.New(cfg, rotate.Options{Vault: vc, Hood: hc, State: st, Audit: d.audit, Getenv: d.opts.Getenv, Logger: d.log})
-	return &world{cfg: cfg, vault: vc, engine: eng, state: st, limiter: lim, limits: limits}, nil
+	logShared(cfg.HA, rt.State, d.log)
+	return &world{cfg: cfg, vault: rt.Vault, engine: rt.Engine, state: rt.State, limiter: rt.Limiter, limits: rt.Limits, rt: rt}, nil
 }
 
 // readAdminToken reads admin.token_file; no file means no token (403).

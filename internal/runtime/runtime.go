@@ -1,0 +1,162 @@
+// Package runtime builds what a pass needs from one configuration: the
+// Vault and Hood clients, the state, the audit log and the engine. `once`,
+// `plan` and the daemon (at start-up and at each reload) all build them here.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ocamba-rotator/rotator/internal/audit"
+	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/ha"
+	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/state"
+	"github.com/ocamba-rotator/rotator/internal/vault"
+)
+
+// Options are what Build takes besides the configuration.
+type Options struct {
+	Logger  *slog.Logger        // required
+	Getenv  func(string) string // required
+	Version string              // the Hood User-Agent is "rotator/" + Version
+	// Limiters are the process's Hood rate limiters, one per host; nil: new
+	// ones. The daemon's outlive a reload.
+	Limiters *hood.Limiters
+	// State is used when ha.mode is not vault; nil: state.path is opened.
+	State rotate.State
+	// Audit is the audit log; nil: audit.path is opened.
+	Audit *audit.Log
+	// ReadOnly makes the ha.mode vault store write nothing (`plan`).
+	ReadOnly bool
+	// Login logs in to Vault at once; if that fails, every read fails with
+	// its error, so that each integration reports why.
+	Login bool
+	// Metrics hooks (vault.Options.Observe and OnAuth, hood.Options.Observe).
+	ObserveVault func(operation, result string)
+	OnVaultAuth  func(authenticated bool)
+	ObserveHood  func(method string, code int, d time.Duration)
+}
+
+// Runtime is everything built from one configuration.
+type Runtime struct {
+	Vault   *vault.Client
+	Hood    *hood.Client
+	State   rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
+	Audit   *audit.Log
+	Engine  *rotate.Engine
+	Limiter *hood.Limiter // paces Hood: the one limiter of the Hood host
+	Limits  hood.Limits   // the configuration's rate limits
+	closers []func() error
+}
+
+// ConfigError is a configuration that cannot be built into clients (a
+// command exits 2); other errors of Build are files that cannot be opened.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Build makes the clients, the state, the audit log and the engine of cfg.
+// Close closes what it opened.
+func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, error) {
+	vc, err := vault.New(cfg.Vault, vault.Options{
+		Timeout: cfg.Vault.Timeout.D(), Logger: opts.Logger, Getenv: opts.Getenv,
+		Observe: opts.ObserveVault, OnAuth: opts.OnVaultAuth,
+	})
+	if err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("vault: %w", err)}
+	}
+	var reader rotate.SecretReader = vc
+	if opts.Login {
+		if err := vc.Login(ctx); err != nil {
+			opts.Logger.Error("vault login failed", "error", err.Error())
+			reader = failingReader{err: fmt.Errorf("log in to vault: %w", err)}
+		}
+	}
+	rt := &Runtime{Vault: vc, State: opts.State, Audit: opts.Audit}
+	if err := rt.hood(cfg.Hood, opts); err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("hood: %w", err)}
+	}
+	if err := rt.open(cfg, opts); err != nil {
+		return nil, errors.Join(err, rt.Close())
+	}
+	rt.Engine = rotate.New(cfg, rotate.Options{
+		Vault: reader, Hood: rt.Hood, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger,
+	})
+	return rt, nil
+}
+
+// hood builds the Hood client, paced by the limiter of its host.
+func (rt *Runtime) hood(h config.Hood, opts Options) error {
+	ls := opts.Limiters
+	if ls == nil {
+		ls = hood.NewLimiters()
+	}
+	rt.Limits = hood.Limits{Burst: h.RateLimit.Burst, PerMinute: h.RateLimit.PerMinute}
+	var err error
+	if rt.Limiter, err = ls.For(h.BaseURL, rt.Limits); err != nil {
+		return err
+	}
+	rt.Hood, err = hood.New(hood.Options{
+		BaseURL: h.BaseURL, Timeout: h.Timeout.D(), Limiter: rt.Limiter,
+		MaxAttempts: h.Retry.MaxAttempts, InitialBackoff: h.Retry.InitialBackoff.D(), MaxBackoff: h.Retry.MaxBackoff.D(),
+		UserAgent: "rotator/" + opts.Version, Logger: opts.Logger, Observe: opts.ObserveHood,
+	})
+	return err
+}
+
+// open builds the state (the records shared through Vault with ha.mode
+// vault, else opts.State or the state file) and opens the audit log.
+func (rt *Runtime) open(cfg *config.Config, opts Options) error {
+	switch {
+	case cfg.HA.Enabled():
+		o := ha.OptionsFrom(cfg.HA, rt.Vault, opts.Logger)
+		o.ReadOnly = opts.ReadOnly
+		st, err := ha.New(o)
+		if err != nil {
+			return &ConfigError{Err: fmt.Errorf("ha: %w", err)}
+		}
+		rt.State = st
+	case rt.State == nil:
+		st, err := state.Open(cfg.State.Path)
+		if err != nil {
+			return fmt.Errorf("open state: %w", err)
+		}
+		rt.State, rt.closers = st, append(rt.closers, st.Close)
+	}
+	if rt.Audit == nil {
+		al, err := audit.Open(cfg.Audit.Path)
+		if err != nil {
+			return fmt.Errorf("open audit log: %w", err)
+		}
+		rt.Audit, rt.closers = al, append(rt.closers, al.Close)
+	}
+	return nil
+}
+
+// Close closes the state file and the audit log if Build opened them.
+func (rt *Runtime) Close() error {
+	var errs []error
+	for _, c := range rt.closers {
+		errs = append(errs, c())
+	}
+	rt.closers = nil
+	return errors.Join(errs...)
+}
+
+// failingReader stands in for Vault when the login failed: every read fails
+// with the login's error.
+type failingReader struct{ err error }
+
+func (f failingReader) ReadKV(context.Context, string, string, int) (*vault.KV, error) {
+	return nil, f.err
+}
+
+func (f failingReader) ReadKVVersion(context.Context, string, string, int) (*vault.KV, error) {
+	return nil, f.err
+}
