@@ -20,18 +20,13 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
 
-// Defaults of Options. The rate limits are the documented Hood limits.
+// Defaults of Options: the windows of Hood's documented limits. Package
+// config holds the defaults of the settings a configuration names.
 const (
-	DefaultTimeout        = 10 * time.Second
-	DefaultBurst          = 10
-	DefaultPerMinute      = 150
-	DefaultWindow         = time.Second
-	DefaultLongWindow     = time.Minute
-	DefaultMargin         = 25 * time.Millisecond
-	DefaultMaxAttempts    = 4
-	DefaultInitialBackoff = 500 * time.Millisecond
-	DefaultMaxBackoff     = 60 * time.Second
-	DefaultUserAgent      = "rotator"
+	DefaultWindow     = time.Second
+	DefaultLongWindow = time.Minute
+	DefaultMargin     = 25 * time.Millisecond
+	DefaultUserAgent  = "rotator"
 )
 
 // maxBodyBytes bounds how much of any response body is read.
@@ -46,20 +41,20 @@ var ErrBodyTooLarge = errors.New("response body too large")
 // cannot have seen it.
 var ErrNotSent = errors.New("request not sent")
 
-// Options configures a Client. Zero values take the defaults named in each
-// field's comment; negative values are errors.
+// Options configures a Client. Fields marked required must be positive;
+// zero values of the others take the defaults named in their comments.
 type Options struct {
 	BaseURL        string        // absolute http(s) URL, e.g. https://api.ocamba.com; a path prefix is kept
 	HTTPClient     *http.Client  // optional; default: a client with sane transport timeouts. Redirects are never followed.
-	Timeout        time.Duration // per attempt; default 10s
-	Burst          int           // requests allowed in any Window; default 10
-	PerMinute      int           // requests allowed in any LongWindow; default 150
+	Timeout        time.Duration // per attempt; required
+	Burst          int           // requests allowed in any Window; required without Limiter
+	PerMinute      int           // requests allowed in any LongWindow; required without Limiter
 	Window         time.Duration // default 1s
 	LongWindow     time.Duration // default 1m
 	Margin         time.Duration // safety margin added to both windows; default 25ms
-	MaxAttempts    int           // total attempts including the first; default 4
-	InitialBackoff time.Duration // default 500ms, doubled each retry, full jitter
-	MaxBackoff     time.Duration // cap of one wait; default 60s. A Retry-After above it: give up (the hold stays, see MinHoldCap).
+	MaxAttempts    int           // total attempts including the first; required
+	InitialBackoff time.Duration // required; doubled each retry, full jitter
+	MaxBackoff     time.Duration // cap of one wait; required. A Retry-After above it: give up (the hold stays, see MinHoldCap).
 	UserAgent      string        // default "rotator"
 	Logger         *slog.Logger  // optional; default discards
 	// Observe, if set, is called once per attempt with the method, the HTTP
@@ -107,28 +102,20 @@ func New(opts Options) (*Client, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{
-		{"timeout", opts.Timeout}, {"window", opts.Window}, {"long window", opts.LongWindow},
-		{"margin", opts.Margin}, {"initial backoff", opts.InitialBackoff}, {"max backoff", opts.MaxBackoff},
-	} {
-		if d.v < 0 {
-			return nil, fmt.Errorf("check hood options: negative %s %s", d.name, d.v)
+	}{{"timeout", opts.Timeout}, {"initial backoff", opts.InitialBackoff}, {"max backoff", opts.MaxBackoff}} {
+		if d.v <= 0 {
+			return nil, fmt.Errorf("check hood options: %s %s is not positive", d.name, d.v)
 		}
 	}
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"burst", opts.Burst}, {"per minute", opts.PerMinute}, {"max attempts", opts.MaxAttempts}} {
-		if n.v < 0 {
-			return nil, fmt.Errorf("check hood options: negative %s %d", n.name, n.v)
-		}
+	if opts.MaxAttempts <= 0 {
+		return nil, fmt.Errorf("check hood options: max attempts %d is not positive", opts.MaxAttempts)
 	}
 	c := &Client{
 		base:           base,
-		timeout:        orDuration(opts.Timeout, DefaultTimeout),
-		maxAttempts:    orInt(opts.MaxAttempts, DefaultMaxAttempts),
-		initialBackoff: orDuration(opts.InitialBackoff, DefaultInitialBackoff),
-		maxBackoff:     orDuration(opts.MaxBackoff, DefaultMaxBackoff),
+		timeout:        opts.Timeout,
+		maxAttempts:    opts.MaxAttempts,
+		initialBackoff: opts.InitialBackoff,
+		maxBackoff:     opts.MaxBackoff,
 		userAgent:      opts.UserAgent,
 		log:            opts.Logger,
 		observe:        opts.Observe,
@@ -150,13 +137,10 @@ func New(opts Options) (*Client, error) {
 	}
 	c.lim = opts.Limiter
 	if c.lim == nil {
-		c.lim = newLimiter(
-			orInt(opts.Burst, DefaultBurst),
-			orInt(opts.PerMinute, DefaultPerMinute),
-			orDuration(opts.Window, DefaultWindow),
-			orDuration(opts.LongWindow, DefaultLongWindow),
-			orDuration(opts.Margin, DefaultMargin),
-		)
+		lim := Limits{Burst: opts.Burst, PerMinute: opts.PerMinute, Window: opts.Window, LongWindow: opts.LongWindow, Margin: opts.Margin}
+		if c.lim, err = NewLimiter(lim); err != nil {
+			return nil, err
+		}
 	}
 	if opts.HTTPClient != nil {
 		hc := *opts.HTTPClient
@@ -526,13 +510,6 @@ func (c *Client) logAttempt(ctx context.Context, method, id string, n, status in
 }
 
 func orDuration(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func orInt(v, def int) int {
 	if v == 0 {
 		return def
 	}

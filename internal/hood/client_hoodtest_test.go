@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
 	"github.com/ocamba-rotator/rotator/internal/secret"
@@ -44,7 +45,7 @@ func TestClientAgainstHoodTestServer(t *testing.T) {
 
 	c, err := hood.New(hood.Options{
 		BaseURL: srv.URL(), Burst: burst, PerMinute: perLong, Window: window, LongWindow: long,
-		InitialBackoff: time.Millisecond, MaxBackoff: time.Second,
+		Timeout: config.DefaultHoodTimeout, MaxAttempts: config.DefaultMaxAttempts, InitialBackoff: time.Millisecond, MaxBackoff: time.Second,
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -165,7 +166,10 @@ func checkHeld(t *testing.T, srv *hoodtest.Server, t429 time.Time, want int) {
 func TestClientRetryAfterHoldsEveryRequest(t *testing.T) {
 	t.Parallel()
 	srv := holdServer(t)
-	c, err := hood.New(hood.Options{BaseURL: srv.URL(), InitialBackoff: time.Millisecond, MaxBackoff: time.Second})
+	c, err := hood.New(hood.Options{
+		BaseURL: srv.URL(), Timeout: config.DefaultHoodTimeout, Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute,
+		MaxAttempts: config.DefaultMaxAttempts, InitialBackoff: time.Millisecond, MaxBackoff: time.Second,
+	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -215,11 +219,14 @@ func TestClientsSharingLimiterHonourHold(t *testing.T) {
 	ls := hood.NewLimiters()
 	var clients []*hood.Client
 	for range 2 {
-		lim, err := ls.For(srv.URL(), hood.Limits{})
+		lim, err := ls.For(srv.URL(), hood.Limits{Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute})
 		if err != nil {
 			t.Fatalf("Limiters.For: %v", err)
 		}
-		c, err := hood.New(hood.Options{BaseURL: srv.URL(), Limiter: lim, InitialBackoff: time.Millisecond, MaxBackoff: time.Second})
+		c, err := hood.New(hood.Options{
+			BaseURL: srv.URL(), Limiter: lim, Timeout: config.DefaultHoodTimeout, MaxAttempts: config.DefaultMaxAttempts,
+			InitialBackoff: time.Millisecond, MaxBackoff: time.Second,
+		})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
@@ -109,6 +110,9 @@ func newClient(t *testing.T, base string, edit func(*hood.Options)) (*hood.Clien
 	opts := hood.Options{
 		BaseURL:        base,
 		Timeout:        5 * time.Second,
+		Burst:          config.DefaultBurst,
+		PerMinute:      config.DefaultPerMinute,
+		MaxAttempts:    config.DefaultMaxAttempts,
 		InitialBackoff: 100 * time.Millisecond,
 		MaxBackoff:     time.Second,
 	}
@@ -135,30 +139,55 @@ func twilioSettings() map[string]secret.Value {
 	}
 }
 
+// validOptions are Options that New accepts; each case of
+// TestNewRejectsBadOptions spoils one field.
+func validOptions() hood.Options {
+	return hood.Options{
+		BaseURL: "https://api.ocamba.com", Timeout: config.DefaultHoodTimeout,
+		Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute, MaxAttempts: config.DefaultMaxAttempts,
+		InitialBackoff: config.DefaultInitialBackoff, MaxBackoff: config.DefaultMaxBackoff,
+	}
+}
+
 func TestNewRejectsBadOptions(t *testing.T) {
+	if _, err := hood.New(validOptions()); err != nil {
+		t.Fatalf("New(validOptions()): got %v, want nil", err)
+	}
 	tests := []struct {
-		name string
-		opts hood.Options
+		name  string
+		spoil func(*hood.Options)
+		want  string
 	}{
-		{"empty base", hood.Options{}},
-		{"no scheme", hood.Options{BaseURL: "api.ocamba.com"}},
-		{"ftp", hood.Options{BaseURL: "ftp://api.ocamba.com"}},
-		{"no host", hood.Options{BaseURL: "https://"}},
-		{"relative", hood.Options{BaseURL: "/v1"}},
-		{"user info", hood.Options{BaseURL: "https://user:" + sentinelToken + "@api.ocamba.com"}},
-		{"query", hood.Options{BaseURL: "https://api.ocamba.com/?x=1"}},
-		{"fragment", hood.Options{BaseURL: "https://api.ocamba.com/#f"}},
-		{"bad escape", hood.Options{BaseURL: "https://api.ocamba.com/%zz" + sentinelToken}},
-		{"negative timeout", hood.Options{BaseURL: "https://api.ocamba.com", Timeout: -1}},
-		{"negative burst", hood.Options{BaseURL: "https://api.ocamba.com", Burst: -1}},
-		{"negative attempts", hood.Options{BaseURL: "https://api.ocamba.com", MaxAttempts: -1}},
-		{"user agent newline", hood.Options{BaseURL: "https://api.ocamba.com", UserAgent: "a\nb"}},
+		{"empty base", func(o *hood.Options) { o.BaseURL = "" }, "base URL"},
+		{"no scheme", func(o *hood.Options) { o.BaseURL = "api.ocamba.com" }, "base URL"},
+		{"ftp", func(o *hood.Options) { o.BaseURL = "ftp://api.ocamba.com" }, "base URL"},
+		{"no host", func(o *hood.Options) { o.BaseURL = "https://" }, "base URL"},
+		{"relative", func(o *hood.Options) { o.BaseURL = "/v1" }, "base URL"},
+		{"user info", func(o *hood.Options) { o.BaseURL = "https://user:" + sentinelToken + "@api.ocamba.com" }, "base URL"},
+		{"query", func(o *hood.Options) { o.BaseURL = "https://api.ocamba.com/?x=1" }, "base URL"},
+		{"fragment", func(o *hood.Options) { o.BaseURL = "https://api.ocamba.com/#f" }, "base URL"},
+		{"bad escape", func(o *hood.Options) { o.BaseURL = "https://api.ocamba.com/%zz" + sentinelToken }, "base URL"},
+		{"negative timeout", func(o *hood.Options) { o.Timeout = -1 }, "timeout"},
+		{"no timeout", func(o *hood.Options) { o.Timeout = 0 }, "timeout"},
+		{"negative burst", func(o *hood.Options) { o.Burst = -1 }, "burst"},
+		{"no burst", func(o *hood.Options) { o.Burst = 0 }, "burst"},
+		{"no per minute", func(o *hood.Options) { o.PerMinute = 0 }, "per minute"},
+		{"negative attempts", func(o *hood.Options) { o.MaxAttempts = -1 }, "max attempts"},
+		{"no attempts", func(o *hood.Options) { o.MaxAttempts = 0 }, "max attempts"},
+		{"no initial backoff", func(o *hood.Options) { o.InitialBackoff = 0 }, "initial backoff"},
+		{"no max backoff", func(o *hood.Options) { o.MaxBackoff = 0 }, "max backoff"},
+		{"user agent newline", func(o *hood.Options) { o.UserAgent = "a\nb" }, "user agent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := hood.New(tt.opts)
+			opts := validOptions()
+			tt.spoil(&opts)
+			c, err := hood.New(opts)
 			if err == nil {
 				t.Fatalf("New: got client %v, want error", c)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New: got error %q, want it to name %q", err, tt.want)
 			}
 			if strings.Contains(err.Error(), sentinelToken) {
 				t.Errorf("error %q: got the URL's secret, want it left out", err)
@@ -319,8 +348,8 @@ func TestRetries(t *testing.T) {
 	tests := []struct {
 		name         string
 		replies      []reply
-		maxAttempts  int
-		maxBackoff   time.Duration
+		maxAttempts  int           // 0: newClient's
+		maxBackoff   time.Duration // 0: newClient's
 		wantRequests int
 		wantSleeps   []time.Duration
 		wantStatus   int // 0: success expected
@@ -347,7 +376,9 @@ func TestRetries(t *testing.T) {
 			var codes []int
 			var mu sync.Mutex
 			c, fc := newClient(t, srv.URL, func(o *hood.Options) {
-				o.MaxAttempts = tt.maxAttempts
+				if tt.maxAttempts != 0 {
+					o.MaxAttempts = tt.maxAttempts
+				}
 				if tt.maxBackoff != 0 {
 					o.MaxBackoff = tt.maxBackoff
 				}
@@ -473,7 +504,8 @@ func TestCancelDuringRetryWait(t *testing.T) {
 	// Real clock, long backoff: only the cancellation can end the wait. The
 	// caller gives up once the answer is in, while the client waits to retry.
 	c, err := hood.New(hood.Options{
-		BaseURL: srv.URL, InitialBackoff: time.Hour, MaxBackoff: time.Hour,
+		BaseURL: srv.URL, Timeout: config.DefaultHoodTimeout, Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute,
+		MaxAttempts: config.DefaultMaxAttempts, InitialBackoff: time.Hour, MaxBackoff: time.Hour,
 		Observe: func(string, int, time.Duration) { cancel() },
 	})
 	if err != nil {
@@ -592,6 +624,7 @@ func TestLimiterAgainstStrictServer(t *testing.T) {
 		BaseURL: srv.URL, Burst: 5, PerMinute: 12,
 		Window: 100 * time.Millisecond, LongWindow: time.Second, Margin: 5 * time.Millisecond,
 		MaxAttempts: 1, // a 429 must surface, not be retried away
+		Timeout:     config.DefaultHoodTimeout, InitialBackoff: config.DefaultInitialBackoff, MaxBackoff: config.DefaultMaxBackoff,
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -2,6 +2,7 @@ package hood
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -59,11 +60,11 @@ type start struct {
 // request can let the next one start.
 const blocked = time.Duration(-1)
 
-// Limits are a Limiter's windows. Zero values take the defaults of Options
-// (Hood's documented limits); negative values are errors.
+// Limits are a Limiter's windows. Burst and PerMinute are required; zero
+// windows and margin take the defaults of Options; negative values are errors.
 type Limits struct {
-	Burst      int           // requests allowed in any Window; default 10
-	PerMinute  int           // requests allowed in any LongWindow; default 150
+	Burst      int           // requests allowed in any Window; required
+	PerMinute  int           // requests allowed in any LongWindow; required
 	Window     time.Duration // default 1s
 	LongWindow time.Duration // default 1m
 	Margin     time.Duration // safety margin added to both windows; default 25ms
@@ -89,9 +90,12 @@ func (l Limits) withDefaults() (Limits, error) {
 	if len(bad) > 0 {
 		return Limits{}, fmt.Errorf("check hood rate limits: negative %s", strings.Join(bad, ", negative "))
 	}
+	if l.Burst == 0 || l.PerMinute == 0 {
+		return Limits{}, errors.New("check hood rate limits: burst and per minute are required")
+	}
 	return Limits{
-		Burst:      orInt(l.Burst, DefaultBurst),
-		PerMinute:  orInt(l.PerMinute, DefaultPerMinute),
+		Burst:      l.Burst,
+		PerMinute:  l.PerMinute,
 		Window:     orDuration(l.Window, DefaultWindow),
 		LongWindow: orDuration(l.LongWindow, DefaultLongWindow),
 		Margin:     orDuration(l.Margin, DefaultMargin),

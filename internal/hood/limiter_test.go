@@ -248,13 +248,13 @@ func TestLimiterSetLimitsKeepsStartsAndHold(t *testing.T) {
 		limits Limits
 		want   []time.Duration // when the next starts are let through
 	}{
-		{"burst raised", 0, Limits{Burst: 3, Window: time.Second, LongWindow: time.Minute, Margin: ns},
+		{"burst raised", 0, Limits{Burst: 3, PerMinute: 150, Window: time.Second, LongWindow: time.Minute, Margin: ns},
 			[]time.Duration{0, time.Second + ns}},
-		{"burst lowered", 0, Limits{Burst: 1, Window: time.Second, LongWindow: time.Minute, Margin: ns},
+		{"burst lowered", 0, Limits{Burst: 1, PerMinute: 150, Window: time.Second, LongWindow: time.Minute, Margin: ns},
 			[]time.Duration{time.Second + ns, 2*time.Second + 2*ns}},
 		{"per minute lowered", 0, Limits{Burst: 10, PerMinute: 3, Window: time.Second, LongWindow: time.Minute, Margin: ns},
 			[]time.Duration{0, time.Minute + ns}},
-		{"hold kept", 5 * time.Second, Limits{Burst: 10, Window: time.Second, LongWindow: time.Minute, Margin: ns},
+		{"hold kept", 5 * time.Second, Limits{Burst: 10, PerMinute: 150, Window: time.Second, LongWindow: time.Minute, Margin: ns},
 			[]time.Duration{5 * time.Second, 5 * time.Second}},
 	}
 	for _, tt := range tests {
@@ -301,7 +301,7 @@ func TestLimitsRejectNegative(t *testing.T) {
 
 func TestLimitersOnePerHost(t *testing.T) {
 	ls := NewLimiters()
-	first, err := ls.For("https://api.ocamba.com", Limits{Burst: 5})
+	first, err := ls.For("https://api.ocamba.com", Limits{Burst: 5, PerMinute: 150})
 	if err != nil {
 		t.Fatalf("For: got %v, want nil", err)
 	}
@@ -317,7 +317,7 @@ func TestLimitersOnePerHost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
-			l, err := ls.For(tt.url, Limits{})
+			l, err := ls.For(tt.url, Limits{Burst: 10, PerMinute: 150})
 			if err != nil {
 				t.Fatalf("For(%s): got %v, want nil", tt.url, err)
 			}
@@ -333,11 +333,29 @@ func TestLimitersOnePerHost(t *testing.T) {
 		{"ftp://api.ocamba.com", "scheme"},
 		{"", "empty"},
 	} {
-		if _, err := ls.For(bad.url, Limits{}); err == nil || !strings.Contains(err.Error(), bad.want) {
+		if _, err := ls.For(bad.url, Limits{Burst: 10, PerMinute: 150}); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("For(%q): got %v, want an error saying %q", bad.url, err, bad.want)
 		}
 	}
 	if _, err := ls.For("https://api.ocamba.com", Limits{Burst: -1}); err == nil {
 		t.Errorf("For with a negative burst: got nil, want an error")
+	}
+}
+
+func TestLimitsRequireBurstAndPerMinute(t *testing.T) {
+	for _, lim := range []Limits{{}, {Burst: 10}, {PerMinute: 150}} {
+		if _, err := NewLimiter(lim); err == nil || !strings.Contains(err.Error(), "burst and per minute are required") {
+			t.Errorf("NewLimiter(%+v): got %v, want an error saying burst and per minute are required", lim, err)
+		}
+	}
+	l, err := NewLimiter(Limits{Burst: 10, PerMinute: 150})
+	if err != nil {
+		t.Fatalf("NewLimiter: got %v, want nil", err)
+	}
+	if want := DefaultWindow + DefaultMargin; l.short != want {
+		t.Errorf("short window with margin: got %v, want %v", l.short, want)
+	}
+	if want := DefaultLongWindow + DefaultMargin; l.long != want {
+		t.Errorf("long window with margin: got %v, want %v", l.long, want)
 	}
 }

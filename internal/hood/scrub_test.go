@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
@@ -28,7 +29,10 @@ func TestErrorsNeverRepeatSentValues(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			fmt.Fprintf(w, `{"code":400,"title":"Bad request: %s","message":%q,"trace_id":"t-1"}`, value, msg)
 		}))
-		c, err := hood.New(hood.Options{BaseURL: srv.URL, MaxAttempts: 1})
+		c, err := hood.New(hood.Options{
+			BaseURL: srv.URL, Timeout: config.DefaultHoodTimeout, Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute,
+			MaxAttempts: 1, InitialBackoff: config.DefaultInitialBackoff, MaxBackoff: config.DefaultMaxBackoff,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
