@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/runtime"
 )
@@ -283,7 +284,7 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		return exitInvalid
 	}
 	rt, err := runtime.Build(ctx, cfg, runtime.Options{
-		Logger: log, Getenv: e.getenv, Version: version, ReadOnly: name == "plan", Login: true,
+		Logger: log, Getenv: e.getenv, Version: version, Limiters: hood.NewLimiters(), ReadOnly: name == "plan", Login: true,
 	})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)

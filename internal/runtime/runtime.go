@@ -21,31 +21,24 @@ import (
 
 // Options are what Build takes besides the configuration.
 type Options struct {
-	Logger  *slog.Logger        // required
-	Getenv  func(string) string // required
-	Version string              // the Hood User-Agent is "rotator/" + Version
-	// Limiters are the process's Hood rate limiters, one per host; nil: new
-	// ones. The daemon's outlive a reload.
-	Limiters *hood.Limiters
-	// State is used when ha.mode is not vault; nil: state.path is opened.
-	State rotate.State
-	// Audit is the audit log; nil: audit.path is opened.
-	Audit *audit.Log
-	// ReadOnly makes the ha.mode vault store write nothing (`plan`).
-	ReadOnly bool
-	// Login logs in to Vault at once; if that fails, every read fails with
-	// its error, so that each integration reports why.
-	Login bool
-	// Metrics hooks (vault.Options.Observe and OnAuth, hood.Options.Observe).
+	Logger   *slog.Logger        // required
+	Getenv   func(string) string // required
+	Version  string              // the Hood User-Agent is "rotator/" + Version
+	Limiters *hood.Limiters      // required: the process's Hood rate limiters, one per host
+	State    rotate.State        // used unless ha.mode is vault; nil: state.path is opened
+	Audit    *audit.Log          // nil: audit.path is opened
+	ReadOnly bool                // the ha.mode vault store writes nothing (`plan`)
+	Login    bool                // log in to Vault now; on failure every read fails with its error
+	// Metrics hooks: vault.Options.Observe and OnAuth, hood.Options.Observe.
 	ObserveVault func(operation, result string)
 	OnVaultAuth  func(authenticated bool)
 	ObserveHood  func(method string, code int, d time.Duration)
 }
 
-// Runtime is everything built from one configuration.
+// Runtime is everything built from one configuration (the Hood client is
+// the engine's).
 type Runtime struct {
 	Vault   *vault.Client
-	Hood    *hood.Client
 	State   rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
 	Audit   *audit.Log
 	Engine  *rotate.Engine
@@ -79,35 +72,29 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, err
 		}
 	}
 	rt := &Runtime{Vault: vc, State: opts.State, Audit: opts.Audit}
-	if err := rt.hood(cfg.Hood, opts); err != nil {
+	hc, err := rt.hood(cfg.Hood, opts)
+	if err != nil {
 		return nil, &ConfigError{Err: fmt.Errorf("hood: %w", err)}
 	}
 	if err := rt.open(cfg, opts); err != nil {
 		return nil, errors.Join(err, rt.Close())
 	}
-	rt.Engine = rotate.New(cfg, rotate.Options{
-		Vault: reader, Hood: rt.Hood, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger,
-	})
+	rt.Engine = rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger})
 	return rt, nil
 }
 
 // hood builds the Hood client, paced by the limiter of its host.
-func (rt *Runtime) hood(h config.Hood, opts Options) error {
-	ls := opts.Limiters
-	if ls == nil {
-		ls = hood.NewLimiters()
-	}
+func (rt *Runtime) hood(h config.Hood, opts Options) (*hood.Client, error) {
 	rt.Limits = hood.Limits{Burst: h.RateLimit.Burst, PerMinute: h.RateLimit.PerMinute}
 	var err error
-	if rt.Limiter, err = ls.For(h.BaseURL, rt.Limits); err != nil {
-		return err
+	if rt.Limiter, err = opts.Limiters.For(h.BaseURL, rt.Limits); err != nil {
+		return nil, err
 	}
-	rt.Hood, err = hood.New(hood.Options{
+	return hood.New(hood.Options{
 		BaseURL: h.BaseURL, Timeout: h.Timeout.D(), Limiter: rt.Limiter,
 		MaxAttempts: h.Retry.MaxAttempts, InitialBackoff: h.Retry.InitialBackoff.D(), MaxBackoff: h.Retry.MaxBackoff.D(),
 		UserAgent: "rotator/" + opts.Version, Logger: opts.Logger, Observe: opts.ObserveHood,
 	})
-	return err
 }
 
 // open builds the state (the records shared through Vault with ha.mode

@@ -38,7 +38,7 @@ func newConfig(t *testing.T) *config.Config {
 }
 
 func options() runtime.Options {
-	return runtime.Options{Logger: slog.New(slog.DiscardHandler), Getenv: getenv, Version: "test"}
+	return runtime.Options{Logger: slog.New(slog.DiscardHandler), Getenv: getenv, Version: "test", Limiters: hood.NewLimiters()}
 }
 
 func TestBuildRefuses(t *testing.T) {
@@ -90,7 +90,7 @@ func TestBuildOpensOnlyWhatItIsNotGiven(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Build: got %v, want nil", err)
 	}
-	if rt.Vault == nil || rt.Hood == nil || rt.Engine == nil || rt.State == nil || rt.Audit == nil {
+	if rt.Vault == nil || rt.Engine == nil || rt.Limiter == nil || rt.State == nil || rt.Audit == nil {
 		t.Fatalf("Build: got %+v, want every part built", rt)
 	}
 	if want := (hood.Limits{Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute}); rt.Limits != want {
@@ -114,7 +114,7 @@ func TestBuildOpensOnlyWhatItIsNotGiven(t *testing.T) {
 	defer al.Close()
 	cfg.State.Path, cfg.Audit.Path = filepath.Join(t.TempDir(), "no", "state.db"), t.TempDir()
 	opts := options()
-	opts.State, opts.Audit, opts.Limiters = st, al, hood.NewLimiters()
+	opts.State, opts.Audit = st, al
 	given, err := runtime.Build(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatalf("Build with a state and an audit log: got %v, want nil", err)
