@@ -31,9 +31,11 @@ const (
 	exitInvalid = 2
 )
 
-const usage = `rotator keeps Ocamba Hood integration credentials in step with Vault.
+const usage = `Usage: rotator COMMAND [flags]
 
-Usage:
+rotator keeps Ocamba Hood integration credentials in step with Vault.
+
+Commands:
   rotator run      --config FILE [--shutdown-timeout DURATION]       the daemon: schedules, admin API, metrics
   rotator once     --config FILE [--force] [--only NAME[,NAME...]]   one pass, then exit
   rotator plan     --config FILE [--only NAME[,NAME...]]             what a pass would push, values masked

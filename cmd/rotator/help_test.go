@@ -7,13 +7,14 @@ import (
 	"testing"
 )
 
-// TestCommandHelp: `rotator CMD --help` exits 0 and prints a usage line,
-// what the command does, and its flags as --flag.
+// TestCommandHelp: `rotator --help` and `rotator CMD --help` exit 0 and
+// print a usage line, what the command does, and the flags as --flag.
 func TestCommandHelp(t *testing.T) {
 	tests := []struct {
-		cmd   string
+		cmd   string   // "": rotator itself
 		flags []string // besides the common ones
 	}{
+		{"", nil},
 		{"run", []string{"--shutdown-timeout DURATION"}},
 		{"once", []string{"--force", "--only NAME[,NAME...]"}},
 		{"plan", []string{"--only NAME[,NAME...]"}},
@@ -24,11 +25,15 @@ func TestCommandHelp(t *testing.T) {
 			t.Run(tt.cmd+" "+help, func(t *testing.T) {
 				var stdout, stderr bytes.Buffer
 				e := env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
-				if code := runWith(context.Background(), []string{tt.cmd, help}, e); code != exitOK {
+				args, usage := []string{help}, "Usage: rotator COMMAND [flags]\n\n"
+				if tt.cmd != "" {
+					args, usage = []string{tt.cmd, help}, "Usage: rotator "+tt.cmd+" [flags]\n\n"
+				}
+				if code := runWith(context.Background(), args, e); code != exitOK {
 					t.Errorf("exit code: got %d, want %d", code, exitOK)
 				}
 				out := stdout.String() + stderr.String()
-				if want := "Usage: rotator " + tt.cmd + " [flags]\n\n"; !strings.HasPrefix(out, want) {
+				if want := usage; !strings.HasPrefix(out, want) {
 					t.Errorf("help: got\n%s\nwant it to start with %q", out, want)
 				}
 				lines := strings.Split(out, "\n")
