@@ -47,11 +47,6 @@ type Options struct {
 	BaseURL        string        // absolute http(s) URL, e.g. https://api.ocamba.com; a path prefix is kept
 	HTTPClient     *http.Client  // optional; default: a client with sane transport timeouts. Redirects are never followed.
 	Timeout        time.Duration // per attempt; required
-	Burst          int           // requests allowed in any Window; required without Limiter
-	PerMinute      int           // requests allowed in any LongWindow; required without Limiter
-	Window         time.Duration // default 1s
-	LongWindow     time.Duration // default 1m
-	Margin         time.Duration // safety margin added to both windows; default 25ms
 	MaxAttempts    int           // total attempts including the first; required
 	InitialBackoff time.Duration // required; doubled each retry, full jitter
 	MaxBackoff     time.Duration // cap of one wait; required. A Retry-After above it: give up (the hold stays, see MinHoldCap).
@@ -60,10 +55,9 @@ type Options struct {
 	// Observe, if set, is called once per attempt with the method, the HTTP
 	// status (0 when no answer came) and the attempt's duration.
 	Observe func(method string, code int, d time.Duration)
-	// Limiter, if set, paces this client's requests instead of a limiter of
-	// its own: share one (see Limiters) among every client of the process
-	// that talks to the same Hood, for Hood's limits are per account. Burst,
-	// PerMinute, Window, LongWindow and Margin are then not used.
+	// Limiter (required) paces this client's requests: share one (see
+	// Limiters) among every client of the process that talks to the same
+	// Hood, for Hood's limits are per account.
 	Limiter *Limiter
 }
 
@@ -110,6 +104,9 @@ func New(opts Options) (*Client, error) {
 	if opts.MaxAttempts <= 0 {
 		return nil, fmt.Errorf("check hood options: max attempts %d is not positive", opts.MaxAttempts)
 	}
+	if opts.Limiter == nil {
+		return nil, errors.New("check hood options: no limiter")
+	}
 	c := &Client{
 		base:           base,
 		timeout:        opts.Timeout,
@@ -119,6 +116,7 @@ func New(opts Options) (*Client, error) {
 		userAgent:      opts.UserAgent,
 		log:            opts.Logger,
 		observe:        opts.Observe,
+		lim:            opts.Limiter,
 		now:            time.Now,
 		sleep:          sleepCtx,
 		jitter:         fullJitter,
@@ -134,13 +132,6 @@ func New(opts Options) (*Client, error) {
 	}
 	if c.initialBackoff > c.maxBackoff {
 		c.initialBackoff = c.maxBackoff
-	}
-	c.lim = opts.Limiter
-	if c.lim == nil {
-		lim := Limits{Burst: opts.Burst, PerMinute: opts.PerMinute, Window: opts.Window, LongWindow: opts.LongWindow, Margin: opts.Margin}
-		if c.lim, err = NewLimiter(lim); err != nil {
-			return nil, err
-		}
 	}
 	if opts.HTTPClient != nil {
 		hc := *opts.HTTPClient

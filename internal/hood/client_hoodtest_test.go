@@ -44,7 +44,7 @@ func TestClientAgainstHoodTestServer(t *testing.T) {
 	srv.Inject(hoodtest.Fault{Method: http.MethodPatch, ID: "1161", Status: http.StatusServiceUnavailable})
 
 	c, err := hood.New(hood.Options{
-		BaseURL: srv.URL(), Burst: burst, PerMinute: perLong, Window: window, LongWindow: long,
+		BaseURL: srv.URL(), Limiter: newLimiter(t, hood.Limits{Burst: burst, PerMinute: perLong, Window: window, LongWindow: long}),
 		Timeout: config.DefaultHoodTimeout, MaxAttempts: config.DefaultMaxAttempts, InitialBackoff: time.Millisecond, MaxBackoff: time.Second,
 	})
 	if err != nil {
@@ -167,7 +167,7 @@ func TestClientRetryAfterHoldsEveryRequest(t *testing.T) {
 	t.Parallel()
 	srv := holdServer(t)
 	c, err := hood.New(hood.Options{
-		BaseURL: srv.URL(), Timeout: config.DefaultHoodTimeout, Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute,
+		BaseURL: srv.URL(), Timeout: config.DefaultHoodTimeout, Limiter: documentedLimiter(t),
 		MaxAttempts: config.DefaultMaxAttempts, InitialBackoff: time.Millisecond, MaxBackoff: time.Second,
 	})
 	if err != nil {

@@ -110,8 +110,7 @@ func newClient(t *testing.T, base string, edit func(*hood.Options)) (*hood.Clien
 	opts := hood.Options{
 		BaseURL:        base,
 		Timeout:        5 * time.Second,
-		Burst:          config.DefaultBurst,
-		PerMinute:      config.DefaultPerMinute,
+		Limiter:        documentedLimiter(t),
 		MaxAttempts:    config.DefaultMaxAttempts,
 		InitialBackoff: 100 * time.Millisecond,
 		MaxBackoff:     time.Second,
@@ -139,18 +138,32 @@ func twilioSettings() map[string]secret.Value {
 	}
 }
 
+// newLimiter returns a Limiter of lim.
+func newLimiter(t *testing.T, lim hood.Limits) *hood.Limiter {
+	t.Helper()
+	l, err := hood.NewLimiter(lim)
+	if err != nil {
+		t.Fatalf("NewLimiter(%+v): got %v, want nil", lim, err)
+	}
+	return l
+}
+
+// documentedLimiter returns a Limiter of Hood's documented limits.
+func documentedLimiter(t *testing.T) *hood.Limiter {
+	return newLimiter(t, hood.Limits{Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute})
+}
+
 // validOptions are Options that New accepts; each case of
 // TestNewRejectsBadOptions spoils one field.
-func validOptions() hood.Options {
+func validOptions(t *testing.T) hood.Options {
 	return hood.Options{
-		BaseURL: "https://api.ocamba.com", Timeout: config.DefaultHoodTimeout,
-		Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute, MaxAttempts: config.DefaultMaxAttempts,
-		InitialBackoff: config.DefaultInitialBackoff, MaxBackoff: config.DefaultMaxBackoff,
+		BaseURL: "https://api.ocamba.com", Timeout: config.DefaultHoodTimeout, Limiter: documentedLimiter(t),
+		MaxAttempts: config.DefaultMaxAttempts, InitialBackoff: config.DefaultInitialBackoff, MaxBackoff: config.DefaultMaxBackoff,
 	}
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	if _, err := hood.New(validOptions()); err != nil {
+	if _, err := hood.New(validOptions(t)); err != nil {
 		t.Fatalf("New(validOptions()): got %v, want nil", err)
 	}
 	tests := []struct {
@@ -169,9 +182,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"bad escape", func(o *hood.Options) { o.BaseURL = "https://api.ocamba.com/%zz" + sentinelToken }, "base URL"},
 		{"negative timeout", func(o *hood.Options) { o.Timeout = -1 }, "timeout"},
 		{"no timeout", func(o *hood.Options) { o.Timeout = 0 }, "timeout"},
-		{"negative burst", func(o *hood.Options) { o.Burst = -1 }, "burst"},
-		{"no burst", func(o *hood.Options) { o.Burst = 0 }, "burst"},
-		{"no per minute", func(o *hood.Options) { o.PerMinute = 0 }, "per minute"},
+		{"no limiter", func(o *hood.Options) { o.Limiter = nil }, "limiter"},
 		{"negative attempts", func(o *hood.Options) { o.MaxAttempts = -1 }, "max attempts"},
 		{"no attempts", func(o *hood.Options) { o.MaxAttempts = 0 }, "max attempts"},
 		{"no initial backoff", func(o *hood.Options) { o.InitialBackoff = 0 }, "initial backoff"},
@@ -180,7 +191,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := validOptions()
+			opts := validOptions(t)
 			tt.spoil(&opts)
 			c, err := hood.New(opts)
 			if err == nil {
@@ -504,7 +515,7 @@ func TestCancelDuringRetryWait(t *testing.T) {
 	// Real clock, long backoff: only the cancellation can end the wait. The
 	// caller gives up once the answer is in, while the client waits to retry.
 	c, err := hood.New(hood.Options{
-		BaseURL: srv.URL, Timeout: config.DefaultHoodTimeout, Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute,
+		BaseURL: srv.URL, Timeout: config.DefaultHoodTimeout, Limiter: documentedLimiter(t),
 		MaxAttempts: config.DefaultMaxAttempts, InitialBackoff: time.Hour, MaxBackoff: time.Hour,
 		Observe: func(string, int, time.Duration) { cancel() },
 	})
@@ -621,8 +632,9 @@ func TestLimiterAgainstStrictServer(t *testing.T) {
 	srv := httptest.NewServer(ss)
 	defer srv.Close()
 	c, err := hood.New(hood.Options{
-		BaseURL: srv.URL, Burst: 5, PerMinute: 12,
-		Window: 100 * time.Millisecond, LongWindow: time.Second, Margin: 5 * time.Millisecond,
+		BaseURL: srv.URL, Limiter: newLimiter(t, hood.Limits{
+			Burst: 5, PerMinute: 12, Window: 100 * time.Millisecond, LongWindow: time.Second, Margin: 5 * time.Millisecond,
+		}),
 		MaxAttempts: 1, // a 429 must surface, not be retried away
 		Timeout:     config.DefaultHoodTimeout, InitialBackoff: config.DefaultInitialBackoff, MaxBackoff: config.DefaultMaxBackoff,
 	})

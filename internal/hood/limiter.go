@@ -61,7 +61,7 @@ type start struct {
 const blocked = time.Duration(-1)
 
 // Limits are a Limiter's windows. Burst and PerMinute are required; zero
-// windows and margin take the defaults of Options; negative values are errors.
+// windows and margin take the defaults named; negative values are errors.
 type Limits struct {
 	Burst      int           // requests allowed in any Window; required
 	PerMinute  int           // requests allowed in any LongWindow; required

@@ -30,7 +30,7 @@ func TestErrorsNeverRepeatSentValues(t *testing.T) {
 			fmt.Fprintf(w, `{"code":400,"title":"Bad request: %s","message":%q,"trace_id":"t-1"}`, value, msg)
 		}))
 		c, err := hood.New(hood.Options{
-			BaseURL: srv.URL, Timeout: config.DefaultHoodTimeout, Burst: config.DefaultBurst, PerMinute: config.DefaultPerMinute,
+			BaseURL: srv.URL, Timeout: config.DefaultHoodTimeout, Limiter: documentedLimiter(t),
 			MaxAttempts: 1, InitialBackoff: config.DefaultInitialBackoff, MaxBackoff: config.DefaultMaxBackoff,
 		})
 		if err != nil {

@@ -42,7 +42,7 @@ type Runtime struct {
 	State   rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
 	Audit   *audit.Log
 	Engine  *rotate.Engine
-	Limiter *hood.Limiter // paces Hood: the one limiter of the Hood host
+	Limiter *hood.Limiter // paces the Hood client
 	Limits  hood.Limits   // the configuration's rate limits
 	closers []func() error
 }
@@ -83,10 +83,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, err
 	return rt, nil
 }
 
-// hood builds the Hood client, paced by the limiter of its host.
-func (rt *Runtime) hood(h config.Hood, opts Options) (*hood.Client, error) {
+// hood builds the Hood client of h, paced by the one limiter of its host.
+func (rt *Runtime) hood(h config.Hood, opts Options) (hc *hood.Client, err error) {
 	rt.Limits = hood.Limits{Burst: h.RateLimit.Burst, PerMinute: h.RateLimit.PerMinute}
-	var err error
 	if rt.Limiter, err = opts.Limiters.For(h.BaseURL, rt.Limits); err != nil {
 		return nil, err
 	}

@@ -23,8 +23,9 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/config"
 )
 
-// DefaultTimeout bounds each Vault request when Options.Timeout is zero.
-const DefaultTimeout = 10 * time.Second
+// DefaultTimeout bounds each Vault request when Options.Timeout is zero:
+// vault.timeout's default.
+const DefaultTimeout = config.DefaultVaultTimeout
 
 // Auth methods (config.VaultAuth.Method).
 const (
