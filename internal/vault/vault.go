@@ -23,8 +23,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/config"
 )
 
-// DefaultTimeout bounds each Vault request when Options.Timeout is zero:
-// vault.timeout's default.
+// DefaultTimeout bounds each Vault request when Options.Timeout is zero.
 const DefaultTimeout = config.DefaultVaultTimeout
 
 // Auth methods (config.VaultAuth.Method).
