@@ -43,7 +43,9 @@ func TestMayHaveLanded(t *testing.T) {
 // wire (a bad id, no settings, an empty field name) is "not sent", so a
 // caller never records it as a push that may have landed.
 func TestRefusedBeforeSendingHasNotLanded(t *testing.T) {
-	c, err := hood.New(hood.Options{BaseURL: "http://127.0.0.1:1"})
+	opts := validOptions(t)
+	opts.BaseURL = "http://127.0.0.1:1"
+	c, err := hood.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
