@@ -25,7 +25,6 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/runtime"
 	"github.com/ocamba-rotator/rotator/internal/secret"
-	"github.com/ocamba-rotator/rotator/internal/vault"
 )
 
 // ErrShuttingDown answers forced passes asked for while the daemon stops.
@@ -57,17 +56,12 @@ type Options struct {
 // start-up (the process exits 2).
 type ConfigError = runtime.ConfigError
 
-// world is everything built from one configuration.
+// world is everything built from one configuration. Its Limiter is the
+// process's one limiter of the Hood host, set to its Limits when the
+// configuration is installed.
 type world struct {
-	cfg    *config.Config
-	vault  *vault.Client
-	engine *rotate.Engine
-	state  rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
-	// limiter paces the Hood client: the process's one limiter of the Hood
-	// host, set to limits when this configuration is installed.
-	limiter *hood.Limiter
-	limits  hood.Limits
-	rt      *runtime.Runtime
+	cfg *config.Config
+	*runtime.Runtime
 }
 
 // Daemon is a running `rotator run`.
@@ -149,11 +143,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer w.rt.Close()
+	defer w.Close()
 	if !cfg.HA.Enabled() {
-		d.local = w.state
+		d.local = w.State
 	}
-	d.audit = w.rt.Audit
+	d.audit = w.Audit
 	token, err := readAdminToken(cfg.Admin.TokenFile)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -190,7 +184,7 @@ func (d *Daemon) build(cfg *config.Config) (*world, error) {
 		return nil, err
 	}
 	logShared(cfg.HA, rt.State, d.log)
-	return &world{cfg: cfg, vault: rt.Vault, engine: rt.Engine, state: rt.State, limiter: rt.Limiter, limits: rt.Limits, rt: rt}, nil
+	return &world{cfg: cfg, Runtime: rt}, nil
 }
 
 // readAdminToken reads admin.token_file; no file means no token (403).
@@ -221,7 +215,7 @@ func (d *Daemon) world() *world {
 // every Vault read behind the answer was made after that.
 func (d *Daemon) Rotate(ctx context.Context, req rotate.Request) (rotate.Report, error) {
 	if w := d.world(); w != nil {
-		if _, err := w.engine.Select(req.Only); err != nil {
+		if _, err := w.Engine.Select(req.Only); err != nil {
 			return rotate.Report{}, err
 		}
 	}
@@ -252,10 +246,10 @@ func (d *Daemon) Ready(ctx context.Context) error {
 	if w == nil {
 		return errors.New("configuration not loaded")
 	}
-	if !w.vault.Authenticated() {
+	if !w.Vault.Authenticated() {
 		return errors.New("vault: not authenticated")
 	}
-	if err := d.ready.check(ctx, w.vault); err != nil {
+	if err := d.ready.check(ctx, w.Vault); err != nil {
 		return fmt.Errorf("vault: %w", err)
 	}
 	return nil

@@ -92,7 +92,7 @@ func (d *Daemon) start(ctx context.Context, w *world, req rotate.Request, waiter
 		req.Failing = d.status.failing
 	}
 	go func() {
-		rep, err := w.engine.Pass(passCtx, req)
+		rep, err := w.Engine.Pass(passCtx, req)
 		r.done <- passResult{rep: rep, err: err}
 	}()
 	return r
@@ -121,7 +121,7 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 	}
 	// The configuration's rate limits take effect in place: the requests
 	// the limiter counted and any Retry-After hold are kept.
-	if err := w.limiter.SetLimits(w.limits); err != nil {
+	if err := w.Limiter.SetLimits(w.Limits); err != nil {
 		// build checked the limits, so this is a bug; the old ones stay.
 		d.log.Error("cannot set the hood rate limits", "error", err.Error())
 	}
@@ -136,7 +136,7 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		w.vault.KeepAlive(sctx)
+		w.Vault.KeepAlive(sctx)
 	}()
 	d.mu.Lock()
 	d.cur = w

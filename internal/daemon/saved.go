@@ -26,8 +26,8 @@ type peeker interface {
 // metrics that survive a restart. A record that cannot be read in time is
 // left out (logged), not waited for.
 func (d *Daemon) savedRecords(w *world, ins []config.Integration) map[string]state.Record {
-	read := w.state.Get
-	if p, ok := w.state.(peeker); ok {
+	read := w.State.Get
+	if p, ok := w.State.(peeker); ok {
 		read = p.Peek
 	}
 	type got struct {

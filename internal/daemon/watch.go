@@ -281,7 +281,7 @@ func (w *watcher) run(ctx context.Context) {
 // bounded by one Vault request timeout: a path it could not read counts as
 // changed the first time it is read.
 func (d *Daemon) startWatcher(ctx context.Context, w *world, s *session, startup bool) {
-	wt := d.newWatcher(w.cfg, w.vault, d.watched)
+	wt := d.newWatcher(w.cfg, w.Vault, d.watched)
 	if wt == nil {
 		return
 	}
