@@ -21,6 +21,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/ha"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/runtime"
@@ -183,7 +184,10 @@ func (d *Daemon) build(cfg *config.Config) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	logShared(cfg.HA, rt.State, d.log)
+	if st, ok := rt.State.(*ha.Store); ok { // ha.mode vault: records and leases in Vault (docs/ha.md)
+		d.log.Info("ha: records and leases shared through Vault; state.path is not used", "identity", st.Identity(),
+			"mount", cfg.HA.Mount, "path", cfg.HA.Path, "lease_ttl", cfg.HA.LeaseTTL.D().String())
+	}
 	return &world{cfg: cfg, Runtime: rt}, nil
 }
 
