@@ -215,6 +215,16 @@ func loadConfig(cmd, path string, e env) (*config.Config, bool) {
 	return nil, false
 }
 
+// failed prints why command cmd failed and returns its exit code: 2 when
+// the configuration at path cannot be used, else 1.
+func failed(e env, cmd, path string, err error) int {
+	printConfigError(e.stderr, cmd, path, err)
+	if errors.As(err, new(*runtime.ConfigError)) {
+		return exitInvalid
+	}
+	return exitFailed
+}
+
 // printConfigError prints why the configuration at path cannot be used:
 // each problem of an invalid file on a line of its own.
 func printConfigError(w io.Writer, cmd, path string, err error) {
@@ -289,12 +299,7 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		Logger: log, Getenv: e.getenv, Version: version, Limiters: hood.NewLimiters(), ReadOnly: name == "plan", Login: true,
 	})
 	if err != nil {
-		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, err)
-		var ce *runtime.ConfigError
-		if errors.As(err, &ce) {
-			return exitInvalid
-		}
-		return exitFailed
+		return failed(e, name, c.config, err)
 	}
 	defer rt.Close()
 	rep, err := rt.Engine.Pass(ctx, rotate.Request{Trigger: rotate.TriggerCLI, Force: force, DryRun: name == "plan", Only: only})

@@ -41,16 +41,11 @@ func cmdRun(ctx context.Context, args []string, e env) int {
 
 		AdminWriteTimeout: e.adminWriteTimeout,
 	})
-	var ce *daemon.ConfigError
-	switch {
-	case err == nil:
+	if err == nil {
 		return exitOK
-	case errors.As(err, &ce):
-		printConfigError(e.stderr, "run", c.config, err)
-		return exitInvalid
-	default:
-		log.Error("rotator run failed", "error", err.Error())
-		fmt.Fprintf(e.stderr, "rotator run: %v\n", err)
-		return exitFailed
 	}
+	if !errors.As(err, new(*daemon.ConfigError)) {
+		log.Error("rotator run failed", "error", err.Error())
+	}
+	return failed(e, "run", c.config, err)
 }

@@ -93,13 +93,10 @@ func (l Limits) withDefaults() (Limits, error) {
 	if l.Burst == 0 || l.PerMinute == 0 {
 		return Limits{}, errors.New("check hood rate limits: burst and per minute are required")
 	}
-	return Limits{
-		Burst:      l.Burst,
-		PerMinute:  l.PerMinute,
-		Window:     orDuration(l.Window, DefaultWindow),
-		LongWindow: orDuration(l.LongWindow, DefaultLongWindow),
-		Margin:     orDuration(l.Margin, DefaultMargin),
-	}, nil
+	l.Window = orDuration(l.Window, DefaultWindow)
+	l.LongWindow = orDuration(l.LongWindow, DefaultLongWindow)
+	l.Margin = orDuration(l.Margin, DefaultMargin)
+	return l, nil
 }
 
 // NewLimiter returns a Limiter with the given limits, on the real clock.
