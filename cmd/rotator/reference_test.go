@@ -24,7 +24,7 @@ func TestFlagsMatchReference(t *testing.T) {
 			want[cmd] = append(want[cmd], name)
 		}
 	}
-	flagLine := regexp.MustCompile(`(?m)^  -(\S+)`)
+	flagLine := regexp.MustCompile(`(?m)^  --(\S+)`)
 	for _, cmd := range []string{"run", "once", "plan", "validate"} {
 		var stderr bytes.Buffer
 		e := env{stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
