@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocamba-rotator/rotator/internal/admin"
+	"github.com/ocamba-rotator/rotator/internal/metrics"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
@@ -438,7 +439,7 @@ func TestRequestLog(t *testing.T) {
 // the client sends.
 func TestTokenNeverShown(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := admin.NewMetrics(reg, "test")
+	m, err := metrics.New(reg, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

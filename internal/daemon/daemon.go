@@ -23,6 +23,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/ha"
 	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/metrics"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/runtime"
 	"github.com/ocamba-rotator/rotator/internal/secret"
@@ -69,8 +70,7 @@ type world struct {
 type Daemon struct {
 	opts    Options
 	log     *slog.Logger
-	metrics *admin.Metrics
-	reload  *reloadMetrics
+	metrics *metrics.Recorder
 	local   rotate.State // the state file; nil with ha.mode vault
 	haMode  string       // ha.mode at start-up: a reload cannot change it
 	audit   *audit.Log
@@ -133,11 +133,8 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return &ConfigError{Err: err}
 	}
-	if d.metrics, err = admin.NewMetrics(opts.Registry, opts.Version); err != nil {
-		return fmt.Errorf("register metrics: %w", err)
-	}
-	if d.reload, err = newReloadMetrics(opts.Registry); err != nil {
-		return fmt.Errorf("register metrics: %w", err)
+	if d.metrics, err = metrics.New(opts.Registry, opts.Version); err != nil {
+		return err
 	}
 	d.haMode = cfg.HA.Mode
 	w, err := d.build(cfg) // opens the state file and the audit log for the process
@@ -168,7 +165,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Started != nil {
 		opts.Started(d.srv.Addr())
 	}
-	d.reload.succeeded(time.Now())
+	d.metrics.ReloadSucceeded(time.Now())
 	d.loop(ctx, w)
 	return nil
 }
@@ -278,35 +275,3 @@ func filter(rep rotate.Report, only []string) rotate.Report {
 	}
 	return out
 }
-
-// reloadMetrics are the daemon's own metrics (docs/reference.md, Metrics).
-type reloadMetrics struct {
-	ok   prometheus.Gauge
-	last prometheus.Gauge
-}
-
-func newReloadMetrics(reg prometheus.Registerer) (*reloadMetrics, error) {
-	m := &reloadMetrics{
-		ok: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rotator_config_last_reload_successful",
-			Help: "1 if the last configuration (re)load succeeded, 0 if it was refused.",
-		}),
-		last: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rotator_config_last_reload_success_timestamp_seconds",
-			Help: "When the configuration in force was loaded.",
-		}),
-	}
-	for _, c := range []prometheus.Collector{m.ok, m.last} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
-func (m *reloadMetrics) succeeded(at time.Time) {
-	m.ok.Set(1)
-	m.last.Set(float64(at.UnixNano()) / 1e9)
-}
-
-func (m *reloadMetrics) failed() { m.ok.Set(0) }

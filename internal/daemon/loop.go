@@ -168,7 +168,7 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 		err = fmt.Errorf("ha.mode changed from %q to %q: restart rotator to change it", d.haMode, cfg.HA.Mode)
 	}
 	if err != nil {
-		d.reload.failed()
+		d.metrics.ReloadFailed()
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
 			for _, p := range ve.Problems {
@@ -190,7 +190,7 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 		}
 	}
 	if err != nil {
-		d.reload.failed()
+		d.metrics.ReloadFailed()
 		log.Error("reload refused", "error", err.Error())
 		return sess
 	}
@@ -206,7 +206,7 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 		}
 	}
 	sess = d.install(ctx, w, sess)
-	d.reload.succeeded(time.Now())
+	d.metrics.ReloadSucceeded(time.Now())
 	log.Info("configuration reloaded", "integrations", len(cfg.Integrations))
 	return sess
 }

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/config"
+	"github.com/ocamba-rotator/rotator/internal/metrics"
 )
 
 // Watch mode (docs/ha.md): between schedules, a watcher polls the KV v2
@@ -68,7 +68,7 @@ type watcher struct {
 	mem      *watchMemory
 	out      chan<- []string
 	log      *slog.Logger
-	metrics  *admin.Metrics
+	metrics  *metrics.Recorder
 }
 
 // watchTargets groups the integrations of cfg by distinct KV v2 source, in

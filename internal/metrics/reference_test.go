@@ -1,6 +1,4 @@
-package daemon
-
-// An internal test: the reload gauges are the daemon's own, unexported.
+package metrics_test
 
 import (
 	"regexp"
@@ -12,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ocamba-rotator/rotator/docs"
-	"github.com/ocamba-rotator/rotator/internal/admin"
+	"github.com/ocamba-rotator/rotator/internal/metrics"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 )
 
@@ -60,13 +58,9 @@ func (r *describer) names(t *testing.T) []string {
 // of them a series.
 func registerLikeRun(t *testing.T, reg prometheus.Registerer) {
 	t.Helper()
-	m, err := admin.NewMetrics(reg, "test")
+	m, err := metrics.New(reg, "test")
 	if err != nil {
-		t.Fatalf("admin.NewMetrics: got %v, want nil", err)
-	}
-	reload, err := newReloadMetrics(reg)
-	if err != nil {
-		t.Fatalf("newReloadMetrics: got %v, want nil", err)
+		t.Fatalf("metrics.New: got %v, want nil", err)
 	}
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	m.Retain(map[string]string{"a": "twilio_sms"})
@@ -78,7 +72,7 @@ func registerLikeRun(t *testing.T, reg prometheus.Registerer) {
 	m.SetVaultAuthenticated(true)
 	m.ObserveWatchPoll(true)
 	m.ObserveWatchChange()
-	reload.succeeded(t0)
+	m.ReloadSucceeded(t0)
 }
 
 // The metrics the daemon registers are those of the reference's metric

@@ -1,4 +1,7 @@
-package admin
+// Package metrics holds rotator's Prometheus collectors: what a pass, a
+// Hood or Vault request, watch mode and a configuration reload record, on
+// the prometheus.Registerer the daemon injects.
+package metrics
 
 import (
 	"errors"
@@ -10,27 +13,34 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 )
 
 // Metric names (docs/reference.md, Metrics).
 const (
-	MetricRotationsTotal       = "rotator_rotations_total"
-	MetricLastSuccessTimestamp = "rotator_last_success_timestamp_seconds"
-	MetricConsecutiveFailures  = "rotator_consecutive_failures"
-	MetricSecretVersion        = "rotator_secret_version"
-	MetricPassDuration         = "rotator_pass_duration_seconds"
-	MetricHoodRequestsTotal    = "rotator_hood_requests_total"
-	MetricHoodRequestDuration  = "rotator_hood_request_duration_seconds"
-	MetricVaultRequestsTotal   = "rotator_vault_requests_total"
-	MetricVaultAuthenticated   = "rotator_vault_authenticated"
-	MetricBuildInfo            = "rotator_build_info"
+	RotationsTotal       = "rotator_rotations_total"
+	LastSuccessTimestamp = "rotator_last_success_timestamp_seconds"
+	ConsecutiveFailures  = "rotator_consecutive_failures"
+	SecretVersion        = "rotator_secret_version"
+	PassDuration         = "rotator_pass_duration_seconds"
+	HoodRequestsTotal    = "rotator_hood_requests_total"
+	HoodRequestDuration  = "rotator_hood_request_duration_seconds"
+	VaultRequestsTotal   = "rotator_vault_requests_total"
+	VaultAuthenticated   = "rotator_vault_authenticated"
+	BuildInfo            = "rotator_build_info"
 )
 
 // Metric names of watch mode (docs/ha.md).
 const (
-	MetricWatchPollsTotal   = "rotator_watch_polls_total"
-	MetricWatchChangesTotal = "rotator_watch_changes_total"
+	WatchPollsTotal   = "rotator_watch_polls_total"
+	WatchChangesTotal = "rotator_watch_changes_total"
+)
+
+// Metric names of configuration reloads.
+const (
+	ReloadSuccessful       = "rotator_config_last_reload_successful"
+	ReloadSuccessTimestamp = "rotator_config_last_reload_success_timestamp_seconds"
 )
 
 // The result label values of rotator_watch_polls_total.
@@ -58,11 +68,11 @@ var (
 // retained integration has a series for each of them from the start.
 var countedResults = [...]rotate.Result{rotate.ResultPushed, rotate.ResultUnchanged, rotate.ResultFailed}
 
-// Metrics holds rotator's Prometheus collectors, registered on the
-// Registerer given to NewMetrics. It is safe for concurrent use. A nil
-// *Metrics ignores every call, so callers that run without metrics (the
+// Recorder holds rotator's Prometheus collectors, registered on the
+// Registerer given to New. It is safe for concurrent use. A nil
+// *Recorder ignores every call, so callers that run without metrics (the
 // one-shot CLI commands, tests) need no special case.
-type Metrics struct {
+type Recorder struct {
 	rotations           *prometheus.CounterVec
 	lastSuccess         *prometheus.GaugeVec
 	consecutiveFailures *prometheus.GaugeVec
@@ -75,6 +85,8 @@ type Metrics struct {
 	buildInfo           *prometheus.GaugeVec
 	watchPolls          *prometheus.CounterVec
 	watchChanges        prometheus.Counter
+	reloadOK            prometheus.Gauge
+	reloadLast          prometheus.Gauge
 
 	mu sync.Mutex // serialises ObservePass and Retain over the per-integration series
 	// series: integration name -> providers it has per-integration series for.
@@ -83,73 +95,81 @@ type Metrics struct {
 	retained map[string]string
 }
 
-// NewMetrics creates rotator's collectors and registers them all on reg.
+// New creates rotator's collectors and registers them all on reg.
 // rotator_build_info{version,goversion} is set to 1. It fails if reg is nil
 // or refuses a collector (for instance, one already registered).
-func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
+func New(reg prometheus.Registerer, version string) (*Recorder, error) {
 	if reg == nil {
-		return nil, errors.New("admin: new metrics: nil prometheus.Registerer")
+		return nil, errors.New("new metrics: nil prometheus.Registerer")
 	}
-	m := &Metrics{
+	m := &Recorder{
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricRotationsTotal,
+			Name: RotationsTotal,
 			Help: "Integration rotations by result (pushed, unchanged, failed); dry runs are not counted.",
 		}, []string{labelIntegration, labelProv, "result"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricLastSuccessTimestamp,
+			Name: LastSuccessTimestamp,
 			Help: "Unix time of the end of the last pass in which the integration was pushed or found unchanged.",
 		}, []string{labelIntegration, labelProv}),
 		consecutiveFailures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricConsecutiveFailures,
+			Name: ConsecutiveFailures,
 			Help: "Failed rotations of the integration since its last success (observed by this process).",
 		}, []string{labelIntegration}),
 		secretVersion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricSecretVersion,
+			Name: SecretVersion,
 			Help: "The Vault KV version of the integration's secret last pushed to Hood.",
 		}, []string{labelIntegration}),
 		passDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    MetricPassDuration,
+			Name:    PassDuration,
 			Help:    "Duration of rotation passes (dry runs excluded), by what started them.",
 			Buckets: passDurationBuckets,
 		}, []string{"trigger"}),
 		hoodRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricHoodRequestsTotal,
+			Name: HoodRequestsTotal,
 			Help: `Hood API request attempts by method and HTTP status code ("error" when no answer came).`,
 		}, []string{"method", "code"}),
 		hoodDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    MetricHoodRequestDuration,
+			Name:    HoodRequestDuration,
 			Help:    "Duration of Hood API request attempts.",
 			Buckets: hoodRequestBuckets,
 		}, []string{"method"}),
 		vaultRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricVaultRequestsTotal,
+			Name: VaultRequestsTotal,
 			Help: "Vault requests by operation and result.",
 		}, []string{"operation", "result"}),
 		vaultAuthenticated: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: MetricVaultAuthenticated,
+			Name: VaultAuthenticated,
 			Help: "1 while rotator holds a valid Vault login, 0 otherwise.",
 		}),
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: MetricBuildInfo,
+			Name: BuildInfo,
 			Help: "Always 1; the labels say which rotator build is running.",
 		}, []string{"version", "goversion"}),
 		watchPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricWatchPollsTotal,
+			Name: WatchPollsTotal,
 			Help: "Watch mode: KV v2 metadata reads of watched Vault paths, by result (ok, error).",
 		}, []string{"result"}),
 		watchChanges: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: MetricWatchChangesTotal,
+			Name: WatchChangesTotal,
 			Help: "Watch mode: watched Vault paths seen changed (each one a reason for a watch pass).",
+		}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ReloadSuccessful,
+			Help: "1 if the last configuration (re)load succeeded, 0 if it was refused.",
+		}),
+		reloadLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ReloadSuccessTimestamp,
+			Help: "When the configuration in force was loaded.",
 		}),
 		series: make(map[string]map[string]struct{}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.rotations, m.lastSuccess, m.consecutiveFailures, m.secretVersion, m.passDuration,
 		m.hoodRequests, m.hoodDuration, m.vaultRequests, m.vaultAuthenticated, m.buildInfo,
-		m.watchPolls, m.watchChanges,
+		m.watchPolls, m.watchChanges, m.reloadOK, m.reloadLast,
 	} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("admin: register metrics: %w", err)
+			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
@@ -167,7 +187,7 @@ func NewMetrics(reg prometheus.Registerer, version string) (*Metrics, error) {
 // Once Retain has been called, outcomes of integrations it did not name
 // (with that provider) are ignored, so that a pass finishing after a reload
 // cannot bring back the series of a removed integration.
-func (m *Metrics) ObservePass(rep rotate.Report) {
+func (m *Recorder) ObservePass(rep rotate.Report) {
 	if m == nil || rep.DryRun {
 		return
 	}
@@ -208,7 +228,7 @@ func (m *Metrics) ObservePass(rep rotate.Report) {
 // Seed sets the per-integration gauges from a status (the durable state of
 // a daemon that just started, or the status in force at a reload), so that
 // they do not restart from zero with the process.
-func (m *Metrics) Seed(st IntegrationStatus) {
+func (m *Recorder) Seed(st admin.IntegrationStatus) {
 	if m == nil {
 		return
 	}
@@ -229,10 +249,26 @@ func (m *Metrics) Seed(st IntegrationStatus) {
 	}
 }
 
+// ReloadSucceeded records a configuration put in force at at.
+func (m *Recorder) ReloadSucceeded(at time.Time) {
+	if m == nil {
+		return
+	}
+	m.reloadOK.Set(1)
+	m.reloadLast.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// ReloadFailed records a configuration (re)load that was refused.
+func (m *Recorder) ReloadFailed() {
+	if m != nil {
+		m.reloadOK.Set(0)
+	}
+}
+
 // ObserveHood records one Hood API attempt: its method, its HTTP status
 // code (0 when no answer came, recorded as code="error") and its duration.
 // Its signature matches hood.Options.Observe.
-func (m *Metrics) ObserveHood(method string, code int, d time.Duration) {
+func (m *Recorder) ObserveHood(method string, code int, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -246,7 +282,7 @@ func (m *Metrics) ObserveHood(method string, code int, d time.Duration) {
 
 // ObserveVault counts one Vault request by operation (e.g. "login", "read")
 // and result (e.g. "ok", "error").
-func (m *Metrics) ObserveVault(operation, result string) {
+func (m *Recorder) ObserveVault(operation, result string) {
 	if m == nil {
 		return
 	}
@@ -255,7 +291,7 @@ func (m *Metrics) ObserveVault(operation, result string) {
 
 // ObserveWatchPoll counts one metadata read of a watched Vault path in
 // rotator_watch_polls_total{result="ok"|"error"}.
-func (m *Metrics) ObserveWatchPoll(ok bool) {
+func (m *Recorder) ObserveWatchPoll(ok bool) {
 	if m == nil {
 		return
 	}
@@ -268,7 +304,7 @@ func (m *Metrics) ObserveWatchPoll(ok bool) {
 
 // ObserveWatchChange counts one watched Vault path seen changed in
 // rotator_watch_changes_total.
-func (m *Metrics) ObserveWatchChange() {
+func (m *Recorder) ObserveWatchChange() {
 	if m == nil {
 		return
 	}
@@ -276,7 +312,7 @@ func (m *Metrics) ObserveWatchChange() {
 }
 
 // SetVaultAuthenticated sets rotator_vault_authenticated to 1 or 0.
-func (m *Metrics) SetVaultAuthenticated(ok bool) {
+func (m *Recorder) SetVaultAuthenticated(ok bool) {
 	if m == nil {
 		return
 	}
@@ -294,7 +330,7 @@ func (m *Metrics) SetVaultAuthenticated(ok bool) {
 // unchanged and failed (at 0 if new) and its rotator_consecutive_failures
 // series, so that rate() and alerts work from the first scrape. Existing
 // values of kept series are left as they are.
-func (m *Metrics) Retain(integrations map[string]string) {
+func (m *Recorder) Retain(integrations map[string]string) {
 	if m == nil {
 		return
 	}
@@ -328,7 +364,7 @@ func (m *Metrics) Retain(integrations map[string]string) {
 }
 
 // track notes that name has series under provider p. m.mu must be held.
-func (m *Metrics) track(name, p string) {
+func (m *Recorder) track(name, p string) {
 	ps := m.series[name]
 	if ps == nil {
 		ps = make(map[string]struct{}, 1)

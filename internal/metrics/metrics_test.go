@@ -1,8 +1,9 @@
-package admin_test
+package metrics_test
 
 import (
 	"fmt"
 	"maps"
+	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -10,9 +11,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/ocamba-rotator/rotator/internal/admin"
+	"github.com/ocamba-rotator/rotator/internal/metrics"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 )
 
@@ -102,17 +104,17 @@ func checkSamples(t *testing.T, fams map[string]family, present, absent []sample
 	}
 }
 
-func newMetrics(t *testing.T) (*admin.Metrics, *prometheus.Registry) {
+func newMetrics(t *testing.T) (*metrics.Recorder, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	m, err := admin.NewMetrics(reg, "v1.2.3")
+	m, err := metrics.New(reg, "v1.2.3")
 	if err != nil {
-		t.Fatalf("NewMetrics: got %v, want nil", err)
+		t.Fatalf("metrics.New: got %v, want nil", err)
 	}
 	return m, reg
 }
 
-// The metric names, types and label names NewMetrics registers (docs/reference.md;
+// The metric names, types and label names New registers (docs/reference.md;
 // internal/daemon checks the whole table, reload gauges included).
 var contract = map[string]struct {
 	typ    string
@@ -131,10 +133,13 @@ var contract = map[string]struct {
 	// Watch mode (docs/ha.md).
 	"rotator_watch_polls_total":   {"COUNTER", []string{"result"}},
 	"rotator_watch_changes_total": {"COUNTER", nil},
+	// Configuration reloads.
+	"rotator_config_last_reload_successful":                {"GAUGE", nil},
+	"rotator_config_last_reload_success_timestamp_seconds": {"GAUGE", nil},
 }
 
 // exercise gives every metric at least one series.
-func exercise(m *admin.Metrics) {
+func exercise(m *metrics.Recorder) {
 	m.Retain(map[string]string{"twilio-main": "twilio_sms", "mail": "sendgrid"})
 	m.ObservePass(sampleReport(rotate.Request{Trigger: rotate.TriggerSchedule}))
 	m.ObserveHood("PATCH", 200, 120*time.Millisecond)
@@ -144,6 +149,7 @@ func exercise(m *admin.Metrics) {
 	m.ObserveWatchPoll(true)
 	m.ObserveWatchPoll(false)
 	m.ObserveWatchChange()
+	m.ReloadSucceeded(t1)
 }
 
 func TestMetricsContract(t *testing.T) {
@@ -178,8 +184,12 @@ func TestMetricsContract(t *testing.T) {
 func TestMetricsEndpoint(t *testing.T) {
 	m, reg := newMetrics(t)
 	exercise(m)
-	s, _ := newServer(t, &fakeService{}, func(o *admin.Options) { o.Gatherer = reg })
-	got := serve(t, s.Handler(), call{method: "GET", target: "/metrics"})
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	got := struct {
+		code int
+		body string
+	}{rec.Code, rec.Body.String()}
 	if got.code != 200 {
 		t.Fatalf("status: got %d, want 200", got.code)
 	}
@@ -404,25 +414,40 @@ func TestRetain(t *testing.T) {
 	}
 }
 
-func TestNewMetricsErrors(t *testing.T) {
-	if _, err := admin.NewMetrics(nil, "v1"); err == nil {
+func TestNewErrors(t *testing.T) {
+	if _, err := metrics.New(nil, "v1"); err == nil {
 		t.Errorf("nil registerer: got nil, want an error")
 	}
 	reg := prometheus.NewRegistry()
-	if _, err := admin.NewMetrics(reg, "v1"); err != nil {
+	if _, err := metrics.New(reg, "v1"); err != nil {
 		t.Fatalf("first: got %v, want nil", err)
 	}
-	if _, err := admin.NewMetrics(reg, "v1"); err == nil {
+	if _, err := metrics.New(reg, "v1"); err == nil {
 		t.Errorf("second on the same registry: got nil, want an error")
 	}
 }
 
-// A nil *Metrics ignores every call.
-func TestNilMetrics(t *testing.T) {
-	var m *admin.Metrics
+// A nil *Recorder ignores every call.
+func TestNilRecorder(t *testing.T) {
+	var m *metrics.Recorder
 	m.ObservePass(sampleReport(rotate.Request{Trigger: rotate.TriggerCLI}))
+	m.ReloadSucceeded(t1)
+	m.ReloadFailed()
 	m.ObserveHood("PATCH", 200, time.Second)
 	m.ObserveVault("read", "ok")
 	m.SetVaultAuthenticated(true)
 	m.Retain(map[string]string{"a": "p"})
+}
+
+var (
+	t0 = time.Date(2025, 3, 1, 3, 0, 0, 0, time.UTC)
+	t1 = t0.Add(3 * time.Second)
+)
+
+// sampleReport is a report with one pushed and one failed integration.
+func sampleReport(req rotate.Request) rotate.Report {
+	return rotate.Report{Trigger: req.Trigger, DryRun: req.DryRun, Started: t0, Finished: t1, Outcomes: []rotate.Outcome{
+		{Name: "twilio-main", ID: "1161", Provider: "twilio_sms", VaultPath: "secret/ocamba/twilio-main", VaultVersion: 4, Result: rotate.ResultPushed, Settings: []string{"auth_token"}},
+		{Name: "mail", ID: "42", Provider: "sendgrid", VaultPath: "secret/ocamba/mail", VaultVersion: 2, Result: rotate.ResultFailed, Error: "hood: 500", TraceID: "trace-1"},
+	}}
 }
