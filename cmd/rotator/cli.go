@@ -301,8 +301,13 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 	if err != nil {
 		return failed(e, name, c.config, err)
 	}
-	defer rt.Close()
 	rep, err := rt.Engine.Pass(ctx, rotate.Request{Trigger: rotate.TriggerCLI, Force: force, DryRun: name == "plan", Only: only})
+	// The state file and the audit log: a failed close may have lost what
+	// the pass wrote, so it fails the command.
+	if cerr := rt.Close(); cerr != nil {
+		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, cerr)
+		return exitFailed
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: --only: %v\n", name, err)
 		return exitInvalid

@@ -119,8 +119,8 @@ func readFile(path string) ([]byte, error) {
 	case err != nil:
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
-	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	_ = f.Close() // opened read-only: closing it cannot lose anything
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: reading: %w", path, err)
 	}

@@ -141,7 +141,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer func() {
+		if err := w.Close(); err != nil {
+			d.log.Error("cannot close the state file or the audit log", "error", err.Error())
+		}
+	}()
 	if !cfg.HA.Enabled() {
 		d.local = w.State
 	}

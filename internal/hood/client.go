@@ -452,8 +452,8 @@ func (c *Client) roundTrip(req *http.Request) (int, http.Header, []byte, error) 
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	_ = resp.Body.Close() // read already: its error says nothing about the answer
 	if err != nil {
 		return resp.StatusCode, resp.Header, data, fmt.Errorf("read answer: %w", err)
 	}

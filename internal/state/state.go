@@ -342,8 +342,9 @@ func syncDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("sync directory: %w", err)
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	err = d.Sync()
+	_ = d.Close() // opened read-only: closing it cannot lose anything
+	if err != nil {
 		return fmt.Errorf("sync directory %q: %w", dir, err)
 	}
 	return nil
@@ -371,7 +372,7 @@ func inspect(path string) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }() // opened read-only
 	return guard(func() error {
 		return db.View(func(tx *bolt.Tx) error {
 			empty, err := checkMeta(tx, file, nil)

@@ -153,7 +153,7 @@ func build(ctx context.Context, root, bin string) error {
 	}
 	tmpName := tmp.Name()
 	_ = tmp.Close()
-	defer os.Remove(tmpName) // a no-op once renamed
+	defer func() { _ = os.Remove(tmpName) }() // fails (harmlessly) once renamed
 
 	gobin, err := exec.LookPath("go") // `go test` puts its own toolchain's first on PATH
 	if err != nil {
