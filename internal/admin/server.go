@@ -19,7 +19,6 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultListen            = "127.0.0.1:9464"
 	DefaultReadHeaderTimeout = 5 * time.Second
 	DefaultReadTimeout       = 10 * time.Second
 	DefaultWriteTimeout      = 10 * time.Minute // a forced pass answers only when it is done
@@ -33,7 +32,7 @@ const maxHeaderBytes = 64 << 10
 // Options configures a Server. Zero values take the defaults named in each
 // field's comment; negative values are errors.
 type Options struct {
-	Listen            string              // host:port; default 127.0.0.1:9464
+	Listen            string              // host:port, required (the configuration defaults it)
 	Token             secret.Value        // bearer token for /v1/*; zero: /v1/* answers 403
 	Service           Service             // required
 	Gatherer          prometheus.Gatherer // required: what /metrics serves
@@ -106,7 +105,7 @@ func NewServer(opts Options) (*Server, error) {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if opts.Listen == "" {
-		opts.Listen = DefaultListen
+		return nil, errors.New("admin: new server: Options.Listen is required (config.DefaultAdminListen is the configuration's default)")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -49,7 +49,8 @@ func TestNewServerOptions(t *testing.T) {
 		edit    func(*admin.Options)
 		wantErr string
 	}{
-		{"defaults", func(o *admin.Options) { *o = admin.Options{Service: o.Service, Gatherer: o.Gatherer} }, ""},
+		{"defaults", func(o *admin.Options) { *o = admin.Options{Listen: o.Listen, Service: o.Service, Gatherer: o.Gatherer} }, ""},
+		{"no listen address", func(o *admin.Options) { o.Listen = "" }, "Listen is required"},
 		{"no service", func(o *admin.Options) { o.Service = nil }, "Service is required"},
 		{"no gatherer", func(o *admin.Options) { o.Gatherer = nil }, "Gatherer is required"},
 		{"negative read header timeout", func(o *admin.Options) { o.ReadHeaderTimeout = -1 }, "ReadHeaderTimeout is negative"},
@@ -58,7 +59,7 @@ func TestNewServerOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := admin.Options{Service: &fakeService{}, Gatherer: prometheus.NewRegistry()}
+			opts := admin.Options{Listen: "127.0.0.1:0", Service: &fakeService{}, Gatherer: prometheus.NewRegistry()}
 			tt.edit(&opts)
 			_, err := admin.NewServer(opts)
 			switch {
