@@ -282,9 +282,11 @@ func TestWatchWriteDuringRunningPassIsPushed(t *testing.T) {
 	if f.lastPatchValue("1141") != sentinel+"-v3" {
 		t.Errorf("the last PATCH does not carry version 3")
 	}
-	if got := d.metric("rotator_secret_version", map[string]string{"integration": "tg"}); got != 3 {
-		t.Errorf("rotator_secret_version{tg}: got %v, want 3", got)
-	}
+	// The pass records its outcome after its read-back, so a while after
+	// the PATCH was answered.
+	eventually(t, watchDeadline, "rotator_secret_version{tg} at 3", func() bool {
+		return d.metric("rotator_secret_version", map[string]string{"integration": "tg"}) == 3
+	})
 	if got := d.metric("rotator_pass_duration_seconds", map[string]string{"trigger": "watch"}); got < 2 {
 		t.Errorf("watch passes: got %v, want at least 2", got)
 	}
