@@ -302,21 +302,24 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 		return failed(e, name, c.config, err)
 	}
 	rep, err := rt.Engine.Pass(ctx, rotate.Request{Trigger: rotate.TriggerCLI, Force: force, DryRun: name == "plan", Only: only})
+	code := exitOK
+	switch {
+	case err != nil:
+		fmt.Fprintf(e.stderr, "rotator %s: --only: %v\n", name, err)
+		code = exitInvalid
+	default:
+		printSummary(e.stdout, rep)
+		if rep.Failed() > 0 {
+			code = exitFailed
+		}
+	}
 	// The state file and the audit log: a failed close may have lost what
-	// the pass wrote, so it fails the command.
+	// the pass wrote, so it fails the command (after its report).
 	if cerr := rt.Close(); cerr != nil {
 		fmt.Fprintf(e.stderr, "rotator %s: %v\n", name, cerr)
-		return exitFailed
+		code = max(code, exitFailed)
 	}
-	if err != nil {
-		fmt.Fprintf(e.stderr, "rotator %s: --only: %v\n", name, err)
-		return exitInvalid
-	}
-	printSummary(e.stdout, rep)
-	if rep.Failed() > 0 {
-		return exitFailed
-	}
-	return exitOK
+	return code
 }
 
 // printSummary writes the human-readable table that ends `once` and `plan`.

@@ -560,7 +560,8 @@ func TestMergeOrder(t *testing.T) {
 			config.Retry{MaxAttempts: 3, MaxBackoff: config.Duration(2 * time.Second)}},
 		{"nested merge", "{<<: {max_attempts: 2, <<: {max_attempts: 3, max_backoff: 2s}}}",
 			config.Retry{MaxAttempts: 2, MaxBackoff: config.Duration(2 * time.Second)}},
-		{"null own entry", "{max_attempts: ~, <<: {max_attempts: 3}}", config.Retry{}},
+		// A null own entry wins over the merged 3, and counts as not set: the default applies.
+		{"null own entry", "{max_attempts: ~, <<: {max_attempts: 3}}", config.Retry{MaxAttempts: config.DefaultMaxAttempts}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -955,6 +956,28 @@ func TestTLSSkipVerify(t *testing.T) {
 			}
 			if c.Vault.TLSSkipVerify != tt.want {
 				t.Errorf("TLSSkipVerify: got %v, want %v", c.Vault.TLSSkipVerify, tt.want)
+			}
+		})
+	}
+}
+
+// TestStringTakesAnyScalarText: a string setting takes a single value's
+// text whatever its tag, and a refused one is never quoted back (it may be
+// a secret from the environment).
+func TestStringTakesAnyScalarText(t *testing.T) {
+	const secretText = "s3cr3t-role-id-value"
+	for _, tag := range []string{"!!int", "!!bool", "!!binary", "!!str"} {
+		t.Run(tag, func(t *testing.T) {
+			src := "vault:\n  auth:\n    method: approle\n    role_id: " + tag + " ${ROLE}\n    secret_id_file: /x\n"
+			c, err := config.Parse([]byte(src), env(map[string]string{"ROLE": secretText}))
+			if err != nil {
+				if strings.Contains(err.Error(), secretText) {
+					t.Fatalf("the error quotes the value")
+				}
+				t.Fatalf("got %v, want no error", err)
+			}
+			if got := c.Vault.Auth.RoleID; got != secretText {
+				t.Errorf("role_id: got a value of %d bytes, want the variable's text", len(got))
 			}
 		})
 	}

@@ -315,8 +315,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // leafProblem decodes single value n into v with the library, which calls
-// UnmarshalYAML (whose error is the problem) or sets a string, number or
-// boolean, and says what is wrong, "" if nothing. The tag check is ours:
+// UnmarshalYAML (whose error is the problem) or sets a number or boolean, and
+// says what is wrong, "" if nothing. A string takes any single value's text. The tag check is ours:
 // measured, the library also takes yes, on and y (and their "no" forms) as
 // a boolean and 1.0 as an integer.
 func leafProblem(n *yaml.Node, v reflect.Value) string {
@@ -325,6 +325,15 @@ func leafProblem(n *yaml.Node, v reflect.Value) string {
 		if err := n.Decode(ptr); err != nil {
 			return err.Error()
 		}
+		return ""
+	}
+	if v.Kind() == reflect.String {
+		// Any single value is its text, whatever its tag: the library would
+		// decode !!binary, and quote a refused value (a secret) in its error.
+		if n.Kind != yaml.ScalarNode {
+			return "want a single value, got " + shape(n)
+		}
+		v.SetString(n.Value)
 		return ""
 	}
 	want, tag := "a single value", n.ShortTag()

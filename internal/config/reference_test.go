@@ -27,8 +27,13 @@ func decoderKeys(t *testing.T) map[string]string {
 	walk = func(typ reflect.Type, prefix string) {
 		for f := range typ.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if !f.IsExported() || name == "" || name == "-" {
+			switch {
+			case !f.IsExported() || name == "-":
 				continue
+			case name == "":
+				// The decoder would take it under its lower-cased name, which
+				// no table lists: every field says its key.
+				t.Fatalf("%s%s: an exported field with no yaml tag", prefix, f.Name)
 			}
 			path, ft := prefix+name, f.Type
 			if ft.Kind() == reflect.Pointer {

@@ -37,14 +37,20 @@ func (d *dispatcher) onForced(f *forced) {
 // onTick marks scheduled integrations due, but those the running push covers.
 func (d *dispatcher) onTick(names []string) {
 	for _, n := range names {
-		if d.run == nil || d.run.DryRun || len(d.run.Only) > 0 && !slices.Contains(d.run.Only, n) {
+		if (d.run == nil || d.run.DryRun || len(d.run.Only) > 0 && !slices.Contains(d.run.Only, n)) && !slices.Contains(d.due, n) {
 			d.due = append(d.due, n)
 		}
 	}
 }
 
 // onWatch marks integrations whose watched Vault path changed due.
-func (d *dispatcher) onWatch(names []string) { d.watchDue = append(d.watchDue, names...) }
+func (d *dispatcher) onWatch(names []string) {
+	for _, n := range names {
+		if !slices.Contains(d.watchDue, n) {
+			d.watchDue = append(d.watchDue, n)
+		}
+	}
+}
 
 func (d *dispatcher) onReload() { d.reload = true }
 

@@ -57,6 +57,12 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // Build makes the clients, the state, the audit log and the engine of cfg.
 // Close closes what it opened.
 func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, error) {
+	switch {
+	case opts.Limiters == nil:
+		return nil, errors.New("build runtime: Options.Limiters is required")
+	case opts.Logger == nil:
+		return nil, errors.New("build runtime: Options.Logger is required")
+	}
 	vc, err := vault.New(cfg.Vault, vault.Options{
 		Timeout: cfg.Vault.Timeout.D(), Logger: opts.Logger, Getenv: opts.Getenv,
 		Observe: opts.ObserveVault, OnAuth: opts.OnVaultAuth,

@@ -139,3 +139,29 @@ func TestBuildOpensOnlyWhatItIsNotGiven(t *testing.T) {
 		t.Errorf("given audit log after Close: got %v, want it still open", err)
 	}
 }
+
+// TestBuildNeedsItsOptions: a missing limiter registry or logger is an
+// error naming the option, never a nil-pointer panic.
+func TestBuildNeedsItsOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*runtime.Options)
+		want string
+	}{
+		{"no limiters", func(o *runtime.Options) { o.Limiters = nil }, "Options.Limiters is required"},
+		{"no logger", func(o *runtime.Options) { o.Logger = nil }, "Options.Logger is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := options()
+			tt.edit(&opts)
+			rt, err := runtime.Build(context.Background(), newConfig(t), opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+			if rt != nil {
+				t.Errorf("got a runtime, want none")
+			}
+		})
+	}
+}
