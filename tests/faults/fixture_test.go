@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -398,15 +400,21 @@ func acceptedPatches(reqs []hoodtest.Request) []patch {
 		if r.Method != http.MethodPatch || r.Status != http.StatusNoContent {
 			continue
 		}
-		s := map[string]string{}
-		for k, v := range r.Settings {
-			str, ok := v.(string)
-			if !ok {
-				str = fmt.Sprintf("<%T>", v)
-			}
-			s[k] = str
+		out = append(out, patch{id: r.ID, settings: settingStrings(r.Settings)})
+	}
+	return out
+}
+
+// settingStrings is the settings of a PATCH as strings; a value of another
+// type becomes its type's name ("<float64>").
+func settingStrings(settings map[string]any) map[string]string {
+	out := make(map[string]string, len(settings))
+	for k, v := range settings {
+		s, ok := v.(string)
+		if !ok {
+			s = fmt.Sprintf("<%T>", v)
 		}
-		out = append(out, patch{id: r.ID, settings: s})
+		out[k] = s
 	}
 	return out
 }
@@ -631,11 +639,12 @@ func (d *daemon) stop() int {
 
 // integrationStatus is one entry of GET /v1/status.
 type integrationStatus struct {
-	Name                string `json:"name"`
-	VaultVersion        int    `json:"vault_version"`
-	LastResult          string `json:"last_result"`
-	LastError           string `json:"last_error"`
-	ConsecutiveFailures int    `json:"consecutive_failures"`
+	Name                string     `json:"name"`
+	VaultVersion        int        `json:"vault_version"`
+	LastAttempt         *time.Time `json:"last_attempt"`
+	LastResult          string     `json:"last_result"`
+	LastError           string     `json:"last_error"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
 }
 
 func (d *daemon) get(path string, auth bool) (int, []byte) {
@@ -679,14 +688,8 @@ func (d *daemon) status() map[string]integrationStatus {
 // contains every given `name="value"` pair, from a scrape of /metrics.
 func (d *daemon) metric(name string, labels ...string) float64 {
 	d.f.t.Helper()
-	_, b := d.get("/metrics", false)
 	sum := 0.0
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
-			continue
-		}
+	for _, l := range d.samples(name) {
 		ok := true
 		for _, lb := range labels {
 			ok = ok && strings.Contains(l, lb)
@@ -700,6 +703,20 @@ func (d *daemon) metric(name string, labels ...string) float64 {
 		}
 	}
 	return sum
+}
+
+// samples returns the sample lines of a metric from a scrape of /metrics.
+func (d *daemon) samples(name string) []string {
+	d.f.t.Helper()
+	_, b := d.get("/metrics", false)
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // failingWith reports whether every named integration's last pass failed
@@ -743,4 +760,31 @@ func redact(s string) string { return strings.ReplaceAll(s, sentinel, "[SENTINEL
 // show is a result for a failure message, sentinel blanked.
 func (r result) show() string {
 	return fmt.Sprintf("exit %d\n--- stdout ---\n%s--- stderr (last lines) ---\n%s", r.code, redact(r.stdout), redact(tailLines(r.stderr, 15)))
+}
+
+// serve serves srv on a free loopback port until the test ends and returns
+// its URL. A server without an ErrorLog logs nothing.
+func serve(t testing.TB, srv *http.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.ErrorLog == nil {
+		srv.ErrorLog = log.New(io.Discard, "", 0)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// copyLog returns a copy of each request of a log that mu guards, in order.
+func copyLog[T any](mu *sync.Mutex, reqs []*T) []T {
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]T, len(reqs))
+	for i, r := range reqs {
+		out[i] = *r
+	}
+	return out
 }

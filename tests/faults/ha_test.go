@@ -712,7 +712,7 @@ func TestHAPartitionedHolder(t *testing.T) {
 			}
 			return hoodForward
 		})
-		before := map[string]haStatus{}
+		before := map[string]integrationStatus{}
 		for _, p := range c.procs {
 			before[p.label] = p.status()[y.name]
 		}

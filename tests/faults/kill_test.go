@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -50,7 +49,6 @@ const (
 // slowHood serves the Hood test server with a random delay before each
 // request and counts the connections that are not closed yet.
 type slowHood struct {
-	srv  *http.Server
 	url  string
 	mu   sync.Mutex
 	open int
@@ -59,12 +57,8 @@ type slowHood struct {
 
 func startSlowHood(t *testing.T, h *hoodtest.Server) *slowHood {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &slowHood{url: "http://" + ln.Addr().String()}
-	s.srv = &http.Server{
+	s := &slowHood{}
+	s.url = serve(t, &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Read the body first: the server then notices a client that
 			// goes away (the request's context ends).
@@ -95,10 +89,7 @@ func startSlowHood(t *testing.T, h *hoodtest.Server) *slowHood {
 				s.open--
 			}
 		},
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	go func() { _ = s.srv.Serve(ln) }()
-	t.Cleanup(func() { _ = s.srv.Close() })
+	})
 	return s
 }
 

@@ -24,10 +24,9 @@ package faults_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 
@@ -50,26 +49,12 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "rotator")
-	cmd := exec.Command(goTool(), "build", "-o", bin, "github.com/ocamba-rotator/rotator/cmd/rotator")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "faults: build rotator: %v\n%s", err, out)
+	if rotatorBin, err = testkit.BuildRotator(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "faults: build rotator:", err)
 		return 1
 	}
-	rotatorBin = bin
 	return vaulttest.ForMain(m, func(s *vaulttest.Server) int {
 		vaultSrv = s
 		return m.Run()
 	})
-}
-
-// goTool is the go command that runs these tests.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	if root := os.Getenv("GOROOT"); root != "" {
-		return filepath.Join(root, "bin", "go")
-	}
-	return "go"
 }

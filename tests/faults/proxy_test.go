@@ -246,16 +246,10 @@ func resetConn(w http.ResponseWriter) {
 // TestFaultProxyModes checks the proxy itself against a trivial upstream,
 // so that the Vault tests can trust what it does.
 func TestFaultProxyModes(t *testing.T) {
-	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream := serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "upstream:"+r.URL.Path)
-	}), ErrorLog: log.New(io.Discard, "", 0)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = up.Serve(ln) }()
-	t.Cleanup(func() { _ = up.Close() })
-	p := startProxy(t, "http://"+ln.Addr().String())
+	})})
+	p := startProxy(t, upstream)
 
 	get := func(path string, timeout time.Duration) (int, string, error) {
 		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}

@@ -82,39 +82,13 @@ func TestMain(m *testing.M) {
 // buildRotator builds ./cmd/rotator once for the package (with the race
 // detector when the tests have it, so a race in the daemon fails the run).
 func buildRotator(dir string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	rotatorBin = filepath.Join(dir, "rotator")
-	args := []string{"build", "-o", rotatorBin}
+	var flags []string
 	if raceEnabled {
-		args = append(args, "-race")
+		flags = append(flags, "-race")
 	}
-	args = append(args, "./cmd/rotator")
-	cmd := exec.Command("go", args...)
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
-		if err == nil && bytes.HasPrefix(b, []byte("module github.com/ocamba-rotator/rotator\n")) {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", errors.New("module root not found above " + wd)
-		}
-	}
+	bin, err := testkit.BuildRotator(dir, flags...)
+	rotatorBin = bin
+	return err
 }
 
 // prepareVault mounts KV v1 at kv1/ and creates a Vault token whose id is

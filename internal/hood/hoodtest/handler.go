@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ocamba-rotator/rotator/internal/testkit"
 )
 
 // Paths served.
@@ -65,30 +67,6 @@ func (k routeKind) allowed() []string {
 	return nil
 }
 
-// statusWriter remembers the status written.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	if err != nil {
-		return n, fmt.Errorf("hoodtest: write answer: %w", err)
-	}
-	return n, nil
-}
-
 // serveHTTP applies, in order: record, rate limits, injected faults, bearer
 // authentication, routing (404/405), integration lookup, the handler.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -112,12 +90,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPatch {
 		rec.Settings = decodeSettings(body)
 	}
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &testkit.StatusWriter{ResponseWriter: w}
 	var dropped []string
 	defer func() {
 		// Also runs when a Hang or Reset aborts the handler.
 		s.mu.Lock()
-		rec.Status = sw.status
+		rec.Status = sw.Status
 		rec.Dropped = dropped
 		s.mu.Unlock()
 		s.logRequest(rec, time.Since(start))
@@ -197,7 +175,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // patchThenLose applies a PATCH, then loses its answer (Fault.AnswerLost):
 // a refused PATCH is answered as usual, an applied one gets the fault's
 // status or a reset connection.
-func (s *Server) patchThenLose(sw *statusWriter, raw http.ResponseWriter, r *http.Request, id string, body []byte, f Fault) []string {
+func (s *Server) patchThenLose(sw *testkit.StatusWriter, raw http.ResponseWriter, r *http.Request, id string, body []byte, f Fault) []string {
 	rec := httptest.NewRecorder()
 	dropped := s.patchIntegration(rec, r, id, body, f.VerifyStatus)
 	if rec.Code < 200 || rec.Code > 299 {
@@ -217,7 +195,7 @@ func (s *Server) patchThenLose(sw *statusWriter, raw http.ResponseWriter, r *htt
 // applyFault carries out a fault; answered is false when the request goes
 // on to the ordinary checks. raw is the connection's own ResponseWriter,
 // for hijacking.
-func (s *Server) applyFault(sw *statusWriter, raw http.ResponseWriter, r *http.Request, f Fault) (answered bool) {
+func (s *Server) applyFault(sw *testkit.StatusWriter, raw http.ResponseWriter, r *http.Request, f Fault) (answered bool) {
 	if f.Delay > 0 {
 		t := time.NewTimer(f.Delay)
 		select {
