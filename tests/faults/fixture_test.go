@@ -779,11 +779,11 @@ func serve(t testing.TB, srv *http.Server) string {
 }
 
 // copyLog returns a copy of each request of a log that mu guards, in order.
-func copyLog[T any](mu *sync.Mutex, reqs []*T) []T {
+func copyLog[T any](mu *sync.Mutex, log *[]*T) []T {
 	mu.Lock()
 	defer mu.Unlock()
-	out := make([]T, len(reqs))
-	for i, r := range reqs {
+	out := make([]T, len(*log))
+	for i, r := range *log {
 		out[i] = *r
 	}
 	return out

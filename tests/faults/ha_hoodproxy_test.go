@@ -123,4 +123,4 @@ func (h *hoodProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // all returns every request recorded, in order of arrival.
-func (h *hoodProxy) all() []hoodReq { return copyLog(&h.mu, h.reqs) }
+func (h *hoodProxy) all() []hoodReq { return copyLog(&h.mu, &h.reqs) }

@@ -190,7 +190,7 @@ func (v *vaultTap) setBlockLeaseWrites(b bool) {
 }
 
 // all returns every request recorded, in order of arrival.
-func (v *vaultTap) all() []vaultReq { return copyLog(&v.mu, v.reqs) }
+func (v *vaultTap) all() []vaultReq { return copyLog(&v.mu, &v.reqs) }
 
 // idleFor reports whether no request is in flight and none ended within d.
 func (v *vaultTap) idleFor(d time.Duration) bool {
