@@ -175,7 +175,7 @@ func TestSendGridMint(t *testing.T) {
 			case tt.wantRefused != 0:
 				sendgridWantRefused(t, err, tt.wantRefused)
 			case tt.wantStatus != 0:
-				sendgridWantStatus(t, err, tt.wantStatus)
+				_ = sendgridWantStatus(t, err, tt.wantStatus)
 			}
 			if !key.IsZero() {
 				t.Errorf("got a key with the error, want none")
@@ -397,7 +397,7 @@ func TestSendGridNoRedirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Check(context.Background(), secret.New("k"))
-	sendgridWantStatus(t, err, http.StatusFound)
+	_ = sendgridWantStatus(t, err, http.StatusFound)
 	if leaked {
 		t.Errorf("got the key sent to the redirect target, want no redirect followed")
 	}
