@@ -340,16 +340,14 @@ func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, b
 	start := time.Now()
 	resp, err := c.httpc.Do(req)
 	if err != nil {
-		c.log.LogAttrs(ctx, slog.LevelDebug, "mailgun request failed",
-			slog.String("provider", MailgunProvider), slog.String("op", op),
-			slog.Duration("duration", time.Since(start)), slog.String("error", err.Error()))
+		c.log.DebugContext(ctx, "mailgun request failed",
+			"provider", MailgunProvider, "op", op, "duration", time.Since(start), "error", err.Error())
 		return 0, nil, fmt.Errorf("%s: %s: %w", MailgunProvider, op, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, mailgunMaxBody+1))
-	c.log.LogAttrs(ctx, slog.LevelDebug, "mailgun request",
-		slog.String("provider", MailgunProvider), slog.String("op", op),
-		slog.Int("status", resp.StatusCode), slog.Duration("duration", time.Since(start)))
+	c.log.DebugContext(ctx, "mailgun request",
+		"provider", MailgunProvider, "op", op, "status", resp.StatusCode, "duration", time.Since(start))
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	for _, s := range also {
 		ok = ok || resp.StatusCode == s
@@ -364,8 +362,8 @@ func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, b
 		return resp.StatusCode, raw, nil
 	}
 	reason := mailgunReason(raw, key)
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	switch resp.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
 		return resp.StatusCode, nil, &RefusedError{Provider: MailgunProvider, Status: resp.StatusCode, Reason: op + ": " + reason}
 	default:
 		e := &MailgunError{Op: op, Status: resp.StatusCode, Reason: reason}
@@ -377,9 +375,10 @@ func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, b
 }
 
 // mailgunReason is the provider's message of an error answer: the
-// "message" of Mailgun's {"message": "..."} or else the body's text,
-// scrubbed of the key (as itself and as the Basic auth token that carries
-// it, should a server echo the header), stripped of control characters and
+// "message" of Mailgun's {"message": "..."} or else the body's text, cut
+// to a few hundred bytes, scrubbed of the key (the Basic auth token that
+// carries it, should a server echo the header, and every piece of the key
+// of mailgunScrubMin bytes or more), stripped of control characters and
 // clipped.
 func mailgunReason(raw []byte, key secret.Value) string {
 	if len(raw) > mailgunMaxBody {
@@ -392,9 +391,12 @@ func mailgunReason(raw []byte, key secret.Value) string {
 	if json.Unmarshal(raw, &shaped) == nil && shaped.Message != "" {
 		msg = shaped.Message
 	}
+	if len(msg) > 4*mailgunMaxReason {
+		msg = msg[:4*mailgunMaxReason]
+	}
 	if k := key.Reveal(); k != "" {
-		msg = strings.ReplaceAll(msg, k, secret.Redacted)
 		msg = strings.ReplaceAll(msg, base64.StdEncoding.EncodeToString([]byte(MailgunAPIUser+":"+k)), secret.Redacted)
+		msg = mailgunScrub(msg, k)
 	}
 	msg = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -407,6 +409,35 @@ func mailgunReason(raw []byte, key secret.Value) string {
 		msg = string(r[:mailgunMaxReason]) + "…"
 	}
 	return msg
+}
+
+// mailgunScrubMin is the shortest piece of a key that mailgunScrub drops.
+const mailgunScrubMin = 6
+
+// mailgunScrub replaces every piece of msg that is a piece of key at least
+// mailgunScrubMin bytes long (or the whole of a shorter key): the key
+// itself, and what is left of it where the message was cut or it was
+// echoed in part.
+func mailgunScrub(msg, key string) string {
+	minLen := min(mailgunScrubMin, len(key))
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		n := 0
+		for l := minLen; i+l <= len(msg) && l <= len(key); l++ {
+			if !strings.Contains(key, msg[i:i+l]) {
+				break
+			}
+			n = l
+		}
+		if n == 0 {
+			b.WriteByte(msg[i])
+			i++
+			continue
+		}
+		b.WriteString(secret.Redacted)
+		i += n
+	}
+	return b.String()
 }
 
 // mailgunRetryAfter parses a Retry-After header (seconds or an HTTP date).

@@ -39,6 +39,8 @@ type MailgunServerKey struct {
 	DomainName  string
 	Description string
 	CreatedAt   time.Time
+
+	seq int // order of creation
 }
 
 // MailgunServer simulates the parts of Mailgun's API that a rotation uses,
@@ -52,7 +54,7 @@ type MailgunServerKey struct {
 //     Answers 200 {"message", "key": {... "secret" ...}}: the only answer
 //     that carries a secret. Past the account key limit it answers 400.
 //   - GET /v1/keys?domain_name=&kind= → {"items": [...], "total_count": N},
-//     without secrets. DELETE /v1/keys/{id} → 200 or 404.
+//     oldest first, without secrets. DELETE /v1/keys/{id} → 200 or 404.
 //   - GET /v3/domains/{domain} → 200 {"domain": {...}} or 404.
 //   - POST /v3/{domain}/messages: validates the form after authenticating
 //     (400 {"message": "from parameter is missing"}); never delivers,
@@ -122,6 +124,8 @@ func (s *MailgunServer) SeedManagingKey(secretText string) string {
 func (s *MailgunServer) SeedKey(k MailgunServerKey) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.seq++
+	k.seq = s.seq
 	if k.ID == "" {
 		k.ID = s.mailgunNextID()
 	}
@@ -135,7 +139,7 @@ func (s *MailgunServer) SeedKey(k MailgunServerKey) string {
 	return k.ID
 }
 
-// Keys returns the keys the account holds, by id.
+// Keys returns the keys the account holds, oldest first.
 func (s *MailgunServer) Keys() []MailgunServerKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,7 +147,7 @@ func (s *MailgunServer) Keys() []MailgunServerKey {
 	for _, k := range s.keys {
 		out = append(out, *k)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
 	return out
 }
 
@@ -178,7 +182,6 @@ func (s *MailgunServer) Sent() int {
 }
 
 func (s *MailgunServer) mailgunNextID() string {
-	s.seq++
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%04d", hex.EncodeToString(b[:]), s.seq)
@@ -328,7 +331,9 @@ func (s *MailgunServer) mailgunCreate(w http.ResponseWriter, r *http.Request, ca
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
+	s.seq++
 	k := &MailgunServerKey{
+		seq:         s.seq,
 		ID:          s.mailgunNextID(),
 		Secret:      s.prefix + hex.EncodeToString(b[:]),
 		Kind:        kind,
@@ -377,7 +382,7 @@ func (s *MailgunServer) mailgunList(w http.ResponseWriter, r *http.Request, call
 			ids = append(ids, id)
 		}
 	}
-	sort.Strings(ids)
+	sort.Slice(ids, func(i, j int) bool { return s.keys[ids[i]].seq < s.keys[ids[j]].seq })
 	items := make([]map[string]any, 0, len(ids))
 	for _, id := range ids {
 		items = append(items, mailgunItem(s.keys[id]))
