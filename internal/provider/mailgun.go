@@ -1,0 +1,462 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/ocamba-rotator/rotator/internal/secret"
+)
+
+// Mailgun's Hood provider name and API base URLs.
+const (
+	MailgunProvider   = "mailgun_email"
+	MailgunBaseURL    = "https://api.mailgun.net"
+	MailgunEUBaseURL  = "https://api.eu.mailgun.net"
+	MailgunAPIUser    = "api"            // the HTTP Basic auth user; the password is the key
+	MailgunDefaultTTL = 30 * time.Second // default HTTP client timeout of a Mailgun client
+)
+
+// mailgunMaxBody bounds how much of any Mailgun answer is read.
+const mailgunMaxBody = 1 << 20
+
+// mailgunMaxReason bounds the provider message kept in an error.
+const mailgunMaxReason = 200
+
+// ErrMailgunUnavailable is wrapped by a *MailgunError of a 429 or 5xx
+// answer: the request may be tried again later (after RetryAfter when set).
+var ErrMailgunUnavailable = errors.New("provider unavailable, try again later")
+
+// ErrMailgunNotFound is wrapped by a *MailgunError of a 404 answer (an
+// unknown domain or key id).
+var ErrMailgunNotFound = errors.New("not found")
+
+// MailgunError is an answer of Mailgun that is neither a success nor a
+// refused credential (that is a *RefusedError). Reason is the provider's
+// message, clipped and scrubbed of the credentials of the request.
+type MailgunError struct {
+	Op         string        // "check", "check sending", "mint", "list", "delete"
+	Status     int           // HTTP status
+	RetryAfter time.Duration // Retry-After of a 429/5xx answer; 0 when absent
+	Reason     string        // the provider's message, clipped; never a credential
+}
+
+func (e *MailgunError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s: HTTP %d", MailgunProvider, e.Op, e.Status)
+	switch {
+	case e.Status == http.StatusTooManyRequests:
+		b.WriteString(" (rate limited)")
+	case e.Status >= 500:
+		b.WriteString(" (server error)")
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
+	}
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
+	return b.String()
+}
+
+// Unwrap reports ErrMailgunUnavailable for 429 and 5xx, ErrMailgunNotFound
+// for 404.
+func (e *MailgunError) Unwrap() error {
+	switch {
+	case e.Status == http.StatusTooManyRequests || e.Status >= 500:
+		return ErrMailgunUnavailable
+	case e.Status == http.StatusNotFound:
+		return ErrMailgunNotFound
+	}
+	return nil
+}
+
+// MailgunOptions configures a Mailgun client. Zero values take the
+// defaults named in the comments.
+type MailgunOptions struct {
+	BaseURL    string        // default MailgunBaseURL; absolute http(s) URL without credentials, query or fragment
+	HTTPClient *http.Client  // default: a new client; redirects are never followed
+	Timeout    time.Duration // whole-request timeout when HTTPClient has none; default MailgunDefaultTTL
+	Logger     *slog.Logger  // default discards; logs carry no credential
+}
+
+// Mailgun is a client of Mailgun's key API (/v1/keys) and of the reads that
+// check a key. It is safe for concurrent use.
+type Mailgun struct {
+	base  *url.URL
+	httpc *http.Client
+	log   *slog.Logger
+}
+
+// MailgunKey is one key of a listing: Mailgun never returns a key's secret
+// after its creation, so there is none here.
+type MailgunKey struct {
+	ID          string
+	Description string
+	Kind        string // "domain", "user", "web"
+	Role        string // "admin", "basic", "sending", "developer"
+	DomainName  string
+	CreatedAt   string // as Mailgun wrote it
+	ExpiresAt   string // as Mailgun wrote it; "" when the key does not expire
+	Disabled    bool
+}
+
+// NewMailgun builds a Mailgun client.
+func NewMailgun(opts MailgunOptions) (*Mailgun, error) {
+	raw := opts.BaseURL
+	if raw == "" {
+		raw = MailgunBaseURL
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: base URL: %w", MailgunProvider, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%s: base URL must be an absolute http(s) URL without credentials, query or fragment", MailgunProvider)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = MailgunDefaultTTL
+	}
+	var hc http.Client
+	if opts.HTTPClient != nil {
+		hc = *opts.HTTPClient
+	}
+	if hc.Timeout <= 0 {
+		hc.Timeout = timeout
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Mailgun{base: u, httpc: &hc, log: log}, nil
+}
+
+// Check asks Mailgun whether key may read domain (GET /v3/domains/{domain}).
+//
+// Which reads a domain sending key may make is not in Mailgun's reference.
+// This client, and providertest's Mailgun server, take the narrow view:
+// a sending key is refused here (403), so Check is for keys that may read
+// the domain (the managing key, or any non-sending key). To check a
+// minted sending key, use CheckSending.
+func (c *Mailgun) Check(ctx context.Context, key secret.Value, domain string) error {
+	const op = "check"
+	if err := mailgunNeed(op, key, domain); err != nil {
+		return err
+	}
+	status, _, err := c.mailgunDo(ctx, op, http.MethodGet, "/v3/domains/"+url.PathEscape(domain), nil, "", key)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("%s: %s: unexpected HTTP %d", MailgunProvider, op, status)
+	}
+	return nil
+}
+
+// CheckSending asks Mailgun whether the sending key may send for domain,
+// without sending anything: it POSTs to /v3/{domain}/messages a form with
+// only o:testmode=yes. Authentication comes before the form's validation,
+// so a 400 ("from" missing) means the key was accepted; 401/403 is a
+// *RefusedError. A 200 (the form was somehow accepted, in test mode: no
+// delivery) counts as accepted too.
+func (c *Mailgun) CheckSending(ctx context.Context, key secret.Value, domain string) error {
+	const op = "check sending"
+	if err := mailgunNeed(op, key, domain); err != nil {
+		return err
+	}
+	body, ctype, err := mailgunForm(map[string]string{"o:testmode": "yes"})
+	if err != nil {
+		return fmt.Errorf("%s: %s: form: %w", MailgunProvider, op, err)
+	}
+	status, _, err := c.mailgunDo(ctx, op, http.MethodPost, "/v3/"+url.PathEscape(domain)+"/messages", body, ctype, key, http.StatusBadRequest)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK && status != http.StatusBadRequest {
+		return fmt.Errorf("%s: %s: unexpected HTTP %d", MailgunProvider, op, status)
+	}
+	return nil
+}
+
+// Mint creates a domain sending key for domain (POST /v1/keys, multipart:
+// kind=domain, role=sending, domain_name, description) with the managing
+// key, and returns its id and secret. Mailgun returns the secret only here.
+func (c *Mailgun) Mint(ctx context.Context, manager secret.Value, domain, description string) (string, secret.Value, error) {
+	const op = "mint"
+	if err := mailgunNeed(op, manager, domain); err != nil {
+		return "", secret.Value{}, err
+	}
+	body, ctype, err := mailgunForm(map[string]string{
+		"kind":        "domain",
+		"role":        "sending",
+		"domain_name": domain,
+		"description": description,
+	})
+	if err != nil {
+		return "", secret.Value{}, fmt.Errorf("%s: %s: form: %w", MailgunProvider, op, err)
+	}
+	_, raw, err := c.mailgunDo(ctx, op, http.MethodPost, "/v1/keys", body, ctype, manager)
+	if err != nil {
+		return "", secret.Value{}, err
+	}
+	var ans struct {
+		Key struct {
+			ID     string `json:"id"`
+			Secret string `json:"secret"`
+		} `json:"key"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		// json's errors quote at most one character of the input: no secret.
+		return "", secret.Value{}, fmt.Errorf("%s: %s: decode answer: %w", MailgunProvider, op, err)
+	}
+	if ans.Key.ID == "" || ans.Key.Secret == "" {
+		return "", secret.Value{}, fmt.Errorf("%s: %s: answer lacks the key's id or secret", MailgunProvider, op)
+	}
+	return ans.Key.ID, secret.New(ans.Key.Secret), nil
+}
+
+// List returns the domain keys of domain (GET /v1/keys?domain_name=&kind=domain),
+// read with the managing key. Listings carry no secrets.
+func (c *Mailgun) List(ctx context.Context, manager secret.Value, domain string) ([]MailgunKey, error) {
+	const op = "list"
+	if err := mailgunNeed(op, manager, domain); err != nil {
+		return nil, err
+	}
+	q := url.Values{"domain_name": {domain}, "kind": {"domain"}}
+	_, raw, err := c.mailgunDo(ctx, op, http.MethodGet, "/v1/keys?"+q.Encode(), nil, "", manager)
+	if err != nil {
+		return nil, err
+	}
+	var ans struct {
+		Items []struct {
+			ID          string `json:"id"`
+			Description string `json:"description"`
+			Kind        string `json:"kind"`
+			Role        string `json:"role"`
+			DomainName  string `json:"domain_name"`
+			CreatedAt   string `json:"created_at"`
+			ExpiresAt   string `json:"expires_at"`
+			IsDisabled  bool   `json:"is_disabled"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return nil, fmt.Errorf("%s: %s: decode answer: %w", MailgunProvider, op, err)
+	}
+	keys := make([]MailgunKey, 0, len(ans.Items))
+	for _, it := range ans.Items {
+		keys = append(keys, MailgunKey{
+			ID: it.ID, Description: it.Description, Kind: it.Kind, Role: it.Role,
+			DomainName: it.DomainName, CreatedAt: it.CreatedAt, ExpiresAt: it.ExpiresAt, Disabled: it.IsDisabled,
+		})
+	}
+	return keys, nil
+}
+
+// Delete revokes the key id (DELETE /v1/keys/{id}) with the managing key.
+// An unknown id is an error wrapping ErrMailgunNotFound (after a lost
+// answer, the earlier attempt may have deleted it).
+func (c *Mailgun) Delete(ctx context.Context, manager secret.Value, id string) error {
+	const op = "delete"
+	if manager.IsZero() {
+		return fmt.Errorf("%s: %s: no key", MailgunProvider, op)
+	}
+	if id == "" {
+		return fmt.Errorf("%s: %s: no key id", MailgunProvider, op)
+	}
+	_, _, err := c.mailgunDo(ctx, op, http.MethodDelete, "/v1/keys/"+url.PathEscape(id), nil, "", manager)
+	return err
+}
+
+func mailgunNeed(op string, key secret.Value, domain string) error {
+	if key.IsZero() {
+		return fmt.Errorf("%s: %s: no key", MailgunProvider, op)
+	}
+	if domain == "" {
+		return fmt.Errorf("%s: %s: no domain", MailgunProvider, op)
+	}
+	return nil
+}
+
+func mailgunForm(fields map[string]string) ([]byte, string, error) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		if err := mw.WriteField(k, v); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return nil, "", err
+	}
+	return buf.Bytes(), mw.FormDataContentType(), nil
+}
+
+// mailgunDo sends one request authenticated with key and returns the
+// status and body of a 2xx answer (or of a status listed in also). Any
+// other answer is an error: 401/403 a *RefusedError, others a
+// *MailgunError; the provider's message in either is scrubbed of key.
+func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, body []byte, ctype string, key secret.Value, also ...int) (int, []byte, error) {
+	u := *c.base
+	ref, err := url.Parse(pathQuery)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %s: request path: %w", MailgunProvider, op, err)
+	}
+	u.Path = c.base.Path + ref.Path
+	u.RawPath = ""
+	if ref.RawPath != "" {
+		u.RawPath = c.base.EscapedPath() + ref.RawPath
+	}
+	u.RawQuery = ref.RawQuery
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %s: build request: %w", MailgunProvider, op, err)
+	}
+	req.SetBasicAuth(MailgunAPIUser, key.Reveal())
+	req.Header.Set("Accept", "application/json")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	start := time.Now()
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		c.log.DebugContext(ctx, "mailgun request failed",
+			"provider", MailgunProvider, "op", op, "duration", time.Since(start), "error", err.Error())
+		return 0, nil, fmt.Errorf("%s: %s: %w", MailgunProvider, op, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, mailgunMaxBody+1))
+	c.log.DebugContext(ctx, "mailgun request",
+		"provider", MailgunProvider, "op", op, "status", resp.StatusCode, "duration", time.Since(start))
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	for _, s := range also {
+		ok = ok || resp.StatusCode == s
+	}
+	if ok {
+		if rerr != nil {
+			return 0, nil, fmt.Errorf("%s: %s: read answer: %w", MailgunProvider, op, rerr)
+		}
+		if len(raw) > mailgunMaxBody {
+			return 0, nil, fmt.Errorf("%s: %s: answer larger than %d bytes", MailgunProvider, op, mailgunMaxBody)
+		}
+		return resp.StatusCode, raw, nil
+	}
+	reason := mailgunReason(raw, key)
+	switch resp.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return resp.StatusCode, nil, &RefusedError{Provider: MailgunProvider, Status: resp.StatusCode, Reason: op + ": " + reason}
+	default:
+		e := &MailgunError{Op: op, Status: resp.StatusCode, Reason: reason}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			e.RetryAfter = mailgunRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		return resp.StatusCode, nil, e
+	}
+}
+
+// mailgunReason is the provider's message of an error answer: the
+// "message" of Mailgun's {"message": "..."} or else the body's text, cut
+// to a few hundred bytes, scrubbed of the key (the Basic auth token that
+// carries it, should a server echo the header, and every piece of the key
+// of mailgunScrubMin bytes or more), stripped of control characters and
+// clipped.
+func mailgunReason(raw []byte, key secret.Value) string {
+	if len(raw) > mailgunMaxBody {
+		raw = raw[:mailgunMaxBody]
+	}
+	msg := string(raw)
+	var shaped struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(raw, &shaped) == nil && shaped.Message != "" {
+		msg = shaped.Message
+	}
+	if len(msg) > 4*mailgunMaxReason {
+		msg = msg[:4*mailgunMaxReason]
+	}
+	if k := key.Reveal(); k != "" {
+		msg = strings.ReplaceAll(msg, base64.StdEncoding.EncodeToString([]byte(MailgunAPIUser+":"+k)), secret.Redacted)
+		msg = mailgunScrub(msg, k)
+	}
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, msg)
+	msg = strings.TrimSpace(msg)
+	if r := []rune(msg); len(r) > mailgunMaxReason {
+		msg = string(r[:mailgunMaxReason]) + "…"
+	}
+	return msg
+}
+
+// mailgunScrubMin is the shortest piece of a key that mailgunScrub drops.
+const mailgunScrubMin = 6
+
+// mailgunScrub replaces every piece of msg that is a piece of key at least
+// mailgunScrubMin bytes long (or the whole of a shorter key): the key
+// itself, and what is left of it where the message was cut or it was
+// echoed in part.
+func mailgunScrub(msg, key string) string {
+	minLen := min(mailgunScrubMin, len(key))
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		n := 0
+		for l := minLen; i+l <= len(msg) && l <= len(key); l++ {
+			if !strings.Contains(key, msg[i:i+l]) {
+				break
+			}
+			n = l
+		}
+		if n == 0 {
+			b.WriteByte(msg[i])
+			i++
+			continue
+		}
+		b.WriteString(secret.Redacted)
+		i += n
+	}
+	return b.String()
+}
+
+// mailgunRetryAfter parses a Retry-After header (seconds or an HTTP date).
+func mailgunRetryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		if s > int64(24*time.Hour/time.Second) {
+			s = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now).Round(time.Second)
+	}
+	return 0
+}
