@@ -339,25 +339,10 @@ func twilioReason(body []byte, token secret.Value) (int, string) {
 		return r
 	}, msg)
 	if r := []rune(msg); len(r) > twilioMaxReason {
-		// Clipping may cut a token in two: scrub the piece that is left.
-		msg = string(r[:twilioMaxReason])
-		if !token.IsZero() {
-			msg = twilioScrubTail(msg, token.Reveal())
-		}
-		msg += "…"
+		// The token was scrubbed from the whole text before clipping.
+		msg = string(r[:twilioMaxReason]) + "…"
 	}
 	return eb.Code, msg
-}
-
-// twilioScrubTail drops a trailing prefix of tok (at least 4 bytes) from
-// msg: what is left of a credential cut by clipping.
-func twilioScrubTail(msg, tok string) string {
-	for n := min(len(tok)-1, len(msg)); n >= 4; n-- {
-		if strings.HasSuffix(msg, tok[:n]) {
-			return msg[:len(msg)-n] + secret.Redacted
-		}
-	}
-	return msg
 }
 
 // twilioRetryAfter parses a Retry-After header: seconds or an HTTP date.
