@@ -186,6 +186,12 @@ func (c *Twilio) CreateSecondary(ctx context.Context, sid string, token secret.V
 
 // DeleteSecondary deletes the account's secondary auth token
 // (DELETE /v1/AuthTokens/Secondary → 204): the way to abort a rotation.
+//
+// DELETE is idempotent, so net/http may resend it when the connection
+// breaks before an answer: a delete whose first answer was lost can then
+// come back as a *TwilioStatusError with Status 404 (nothing left to
+// delete), which the caller may take as done. Twilio's reference does not
+// document the answer for a missing secondary; the test server answers 404.
 func (c *Twilio) DeleteSecondary(ctx context.Context, sid string, token secret.Value) error {
 	const op = "delete secondary auth token"
 	if err := twilioValidate(op, sid, token); err != nil {
@@ -266,18 +272,16 @@ func (c *Twilio) twilioDo(ctx context.Context, op, method, u, sid string, token 
 		return nil
 	}
 	code, msg := twilioReason(body, token)
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		reason := msg
 		if code != 0 {
 			reason = fmt.Sprintf("%s (code %d)", msg, code)
 		}
 		return fmt.Errorf("%s: %w", op, &RefusedError{Provider: TwilioProvider, Status: resp.StatusCode, Reason: reason})
-	default:
-		return &TwilioStatusError{
-			Op: op, Status: resp.StatusCode, Code: code, Message: msg,
-			RetryAfter: twilioRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-		}
+	}
+	return &TwilioStatusError{
+		Op: op, Status: resp.StatusCode, Code: code, Message: msg,
+		RetryAfter: twilioRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
 }
 

@@ -464,3 +464,23 @@ func TestTwilioSentinel(t *testing.T) {
 		}
 	}
 }
+
+// TestTwilioAnswerLostAfterDelete: the secondary is gone whatever the
+// client saw (an error, or a 404 from net/http's resend of the DELETE).
+func TestTwilioAnswerLostAfterDelete(t *testing.T) {
+	srv, c := twilioTestSetup(t, 5*time.Second, nil, providertest.TwilioServerOptions{})
+	ctx := t.Context()
+	prim := secret.New(twilioTestPrimary)
+	if _, err := c.CreateSecondary(ctx, twilioTestSID, prim); err != nil {
+		t.Fatalf("CreateSecondary: got %v, want nil", err)
+	}
+	srv.Inject(providertest.Fault{Method: http.MethodDelete, Path: "/v1/AuthTokens/Secondary", AnswerLost: true})
+	err := c.DeleteSecondary(ctx, twilioTestSID, prim)
+	var se *TwilioStatusError
+	if err == nil || (errors.As(err, &se) && se.Status != http.StatusNotFound) {
+		t.Errorf("DeleteSecondary with the answer lost: got %v, want a transport error or a 404", err)
+	}
+	if srv.HasSecondary(twilioTestSID) {
+		t.Errorf("HasSecondary: got true, want false (the server deleted it)")
+	}
+}
