@@ -150,25 +150,23 @@ func (c *Telegram) check(ctx context.Context, op string, token secret.Value) (Bo
 	u := *c.base
 	u.Path = c.base.Path + "/bot" + tok + "/" + op
 	u.RawPath = ""
-	shown := *c.base
-	shown.Path = c.base.Path + "/bot" + secret.Redacted + "/" + op
-	shown.RawPath = ""
+	shown := c.base.String() + "/bot" + secret.Redacted + "/" + op
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String(), nil)
 	if err != nil {
-		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, telegramScrub(err, tok, shown.String()))
+		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, telegramScrub(err, tok, shown))
 	}
 	req.URL = &u
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.httpc.Do(req)
 	if err != nil {
-		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, telegramScrub(err, tok, shown.String()))
+		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, telegramScrub(err, tok, shown))
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, telegramMaxBody+1))
 	if err != nil {
 		return BotInfo{}, resp.StatusCode, fmt.Errorf("%s: %s: reading the answer (HTTP %d): %w",
-			TelegramProvider, op, resp.StatusCode, telegramScrub(err, tok, shown.String()))
+			TelegramProvider, op, resp.StatusCode, telegramScrub(err, tok, shown))
 	}
 	if len(body) > telegramMaxBody {
 		return BotInfo{}, resp.StatusCode, fmt.Errorf("%s: %s: answer (HTTP %d) longer than %d bytes",

@@ -98,7 +98,15 @@ func (s *MandrillServer) serve(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
+	if faulty && f.AnswerLost {
+		s.answer(httptest.NewRecorder(), r) // carried out, answer dropped
+		lose(w)
+		return
+	}
+	s.answer(w, r)
+}
 
+func (s *MandrillServer) answer(w http.ResponseWriter, r *http.Request) {
 	call := strings.TrimSuffix(r.URL.Path, ".json")
 	if call != "/api/1.0/users/ping" {
 		mandrillError(w, http.StatusInternalServerError, "Unknown_Method", "Unknown method \""+strings.TrimPrefix(call, "/api/1.0/")+"\"")
@@ -121,10 +129,6 @@ func (s *MandrillServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if !ok {
 		mandrillError(w, http.StatusInternalServerError, "Invalid_Key", "Invalid API key")
-		return
-	}
-	if faulty && f.AnswerLost {
-		lose(w)
 		return
 	}
 	mandrillJSON(w, http.StatusOK, "PONG!")

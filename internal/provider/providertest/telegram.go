@@ -106,9 +106,17 @@ func (s *TelegramServer) Calls(method string) int {
 
 // telegramError answers the Bot API's error shape.
 func telegramError(w http.ResponseWriter, status int, description string, retryAfter int) {
-	body := map[string]any{"ok": false, "error_code": status, "description": description}
+	type params struct {
+		RetryAfter int `json:"retry_after"`
+	}
+	body := struct {
+		OK          bool    `json:"ok"`
+		ErrorCode   int     `json:"error_code"`
+		Description string  `json:"description"`
+		Parameters  *params `json:"parameters,omitempty"`
+	}{OK: false, ErrorCode: status, Description: description}
 	if retryAfter > 0 {
-		body["parameters"] = map[string]any{"retry_after": retryAfter}
+		body.Parameters = &params{RetryAfter: retryAfter}
 	}
 	telegramJSON(w, status, body)
 }
@@ -131,7 +139,15 @@ func (s *TelegramServer) serve(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
+	if faulty && f.AnswerLost {
+		s.answer(httptest.NewRecorder(), r) // carried out, answer dropped
+		lose(w)
+		return
+	}
+	s.answer(w, r)
+}
 
+func (s *TelegramServer) answer(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		telegramError(w, http.StatusNotFound, "Not Found", 0)
 		return
@@ -154,10 +170,6 @@ func (s *TelegramServer) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if !strings.EqualFold(method, "getMe") {
 		telegramError(w, http.StatusNotFound, "Not Found", 0)
-		return
-	}
-	if faulty && f.AnswerLost {
-		lose(w)
 		return
 	}
 	telegramJSON(w, http.StatusOK, map[string]any{"ok": true, "result": map[string]any{
