@@ -1,6 +1,7 @@
 package providertest
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -75,7 +76,12 @@ func (s *MandrillServer) Pings() int {
 
 // mandrillError answers Mandrill's error object.
 func mandrillError(w http.ResponseWriter, status int, name, message string) {
-	mandrillJSON(w, status, map[string]any{"status": "error", "code": -1, "name": name, "message": message})
+	mandrillJSON(w, status, struct {
+		Status  string `json:"status"`
+		Code    int    `json:"code"`
+		Name    string `json:"name"`
+		Message string `json:"message"`
+	}{"error", -1, name, message})
 }
 
 func mandrillJSON(w http.ResponseWriter, status int, body any) {
@@ -85,6 +91,14 @@ func mandrillJSON(w http.ResponseWriter, status int, body any) {
 }
 
 func (s *MandrillServer) serve(w http.ResponseWriter, r *http.Request) {
+	// Read the body first: net/http notices a client that went away (and
+	// cancels r.Context, ending a fault's Delay) only once it is read.
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		mandrillError(w, http.StatusInternalServerError, "ValidationError", "The request body could not be read")
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	f, faulty := s.take(r)
 	if faulty && f.before(w, r, func(w http.ResponseWriter, status int) {
 		switch {
