@@ -1,0 +1,338 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ocamba-rotator/rotator/internal/secret"
+)
+
+// TelegramBaseURL is the Telegram Bot API's base URL.
+const TelegramBaseURL = "https://api.telegram.org"
+
+// TelegramProvider is Hood's provider name for Telegram.
+const TelegramProvider = "telegram"
+
+// telegramMaxBody bounds every answer body the client reads.
+const telegramMaxBody = 1 << 20
+
+// telegramDefaultTimeout is the whole-request timeout when the options
+// give none.
+const telegramDefaultTimeout = 15 * time.Second
+
+// TelegramOptions configure a Telegram client.
+type TelegramOptions struct {
+	BaseURL    string        // default TelegramBaseURL
+	HTTPClient *http.Client  // optional; copied, never used as is
+	Timeout    time.Duration // whole-request timeout; default 15s (or HTTPClient's own when set)
+	Logger     *slog.Logger  // optional; default discards
+}
+
+// Telegram asks the Telegram Bot API whether a bot token works. A bot
+// token cannot be minted or revoked by a program (only BotFather's
+// /revoke), so Check is all there is.
+type Telegram struct {
+	base  *url.URL
+	httpc *http.Client
+	log   *slog.Logger
+}
+
+// BotInfo is what getMe says about the bot a token belongs to.
+type BotInfo struct {
+	ID       int64
+	Username string
+}
+
+// TelegramUnavailableError is a Telegram answer meaning "not now": HTTP
+// 429 or a 5xx. The token was not judged.
+type TelegramUnavailableError struct {
+	Op         string        // the Bot API method, e.g. "getMe"
+	Status     int           // HTTP status
+	RetryAfter time.Duration // from Retry-After or the body's parameters.retry_after; 0 = not given
+	Reason     string        // the provider's description, clipped; never the token
+}
+
+func (e *TelegramUnavailableError) Error() string {
+	s := fmt.Sprintf("%s: %s: provider unavailable (HTTP %d)", TelegramProvider, e.Op, e.Status)
+	if e.Status == http.StatusTooManyRequests {
+		s = fmt.Sprintf("%s: %s: rate limited (HTTP %d)", TelegramProvider, e.Op, e.Status)
+	}
+	if e.RetryAfter > 0 {
+		s += fmt.Sprintf(", retry after %s", e.RetryAfter)
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// RetryDelay is how long the provider asked to wait (0 = not said).
+func (e *TelegramUnavailableError) RetryDelay() time.Duration { return e.RetryAfter }
+
+// NewTelegram returns a Telegram client.
+func NewTelegram(opts TelegramOptions) (*Telegram, error) {
+	raw := opts.BaseURL
+	if raw == "" {
+		raw = TelegramBaseURL
+	}
+	base, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: base URL: %w", TelegramProvider, err)
+	}
+	if (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" || base.RawQuery != "" || base.Fragment != "" || base.User != nil {
+		return nil, fmt.Errorf("%s: base URL %q: want http(s)://host[/path]", TelegramProvider, base.Redacted())
+	}
+	httpc := &http.Client{}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient
+		httpc = &c
+	}
+	switch {
+	case opts.Timeout > 0:
+		httpc.Timeout = opts.Timeout
+	case httpc.Timeout == 0:
+		httpc.Timeout = telegramDefaultTimeout
+	}
+	// The token is in the path: a redirect must not carry it elsewhere.
+	httpc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Telegram{base: base, httpc: httpc, log: log}, nil
+}
+
+// telegramAnswer is the Bot API's envelope.
+type telegramAnswer struct {
+	OK          bool            `json:"ok"`
+	Result      json.RawMessage `json:"result"`
+	ErrorCode   int             `json:"error_code"`
+	Description string          `json:"description"`
+	Parameters  struct {
+		RetryAfter int `json:"retry_after"`
+	} `json:"parameters"`
+}
+
+// Check calls getMe with token: the bot's ID and username when the token
+// works, a *RefusedError (errors.Is(err, ErrRefused)) when Telegram
+// refuses it, a *TelegramUnavailableError on 429/5xx, another error when
+// Telegram could not be asked. No error carries the token.
+func (c *Telegram) Check(ctx context.Context, token secret.Value) (BotInfo, error) {
+	const op = "getMe"
+	start := time.Now()
+	info, status, err := c.check(ctx, op, token)
+	if err != nil {
+		c.log.DebugContext(ctx, "provider check failed", "provider", TelegramProvider, "op", op,
+			"status", status, "duration", time.Since(start), "error", err)
+		return BotInfo{}, err
+	}
+	c.log.DebugContext(ctx, "provider check passed", "provider", TelegramProvider, "op", op,
+		"status", status, "duration", time.Since(start), "bot_id", info.ID, "bot_username", info.Username)
+	return info, nil
+}
+
+func (c *Telegram) check(ctx context.Context, op string, token secret.Value) (BotInfo, int, error) {
+	tok := token.Reveal()
+	if err := telegramValidToken(tok); err != nil {
+		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, err)
+	}
+	u := *c.base
+	u.Path = c.base.Path + "/bot" + tok + "/" + op
+	u.RawPath = ""
+	shown := c.base.String() + "/bot" + secret.Redacted + "/" + op
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String(), nil)
+	if err != nil {
+		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, telegramScrub(err, tok, shown))
+	}
+	req.URL = &u
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, telegramScrub(err, tok, shown))
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, telegramMaxBody+1))
+	if err != nil {
+		return BotInfo{}, resp.StatusCode, fmt.Errorf("%s: %s: reading the answer (HTTP %d): %w",
+			TelegramProvider, op, resp.StatusCode, telegramScrub(err, tok, shown))
+	}
+	if len(body) > telegramMaxBody {
+		return BotInfo{}, resp.StatusCode, fmt.Errorf("%s: %s: answer (HTTP %d) longer than %d bytes",
+			TelegramProvider, op, resp.StatusCode, telegramMaxBody)
+	}
+	var ans telegramAnswer
+	parseErr := json.Unmarshal(body, &ans)
+	reason := telegramReason(ans.Description, tok)
+
+	switch st := resp.StatusCode; {
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		if reason == "" {
+			reason = http.StatusText(st)
+		}
+		return BotInfo{}, st, &RefusedError{Provider: TelegramProvider, Status: st, Reason: reason}
+	case st == http.StatusTooManyRequests || st >= 500:
+		ra := telegramRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if ra == 0 && ans.Parameters.RetryAfter > 0 {
+			ra = time.Duration(ans.Parameters.RetryAfter) * time.Second
+		}
+		return BotInfo{}, st, &TelegramUnavailableError{Op: op, Status: st, RetryAfter: ra, Reason: reason}
+	case st != http.StatusOK:
+		if reason == "" {
+			reason = http.StatusText(st)
+		}
+		return BotInfo{}, st, fmt.Errorf("%s: %s: unexpected answer (HTTP %d): %s", TelegramProvider, op, st, reason)
+	}
+	if parseErr != nil {
+		return BotInfo{}, http.StatusOK, fmt.Errorf("%s: %s: answer (HTTP 200) is not the Bot API's JSON: %w",
+			TelegramProvider, op, telegramScrub(parseErr, tok, ""))
+	}
+	if !ans.OK {
+		return BotInfo{}, http.StatusOK, fmt.Errorf("%s: %s: answer (HTTP 200) says ok=false: %s", TelegramProvider, op, reason)
+	}
+	var bot struct {
+		ID       int64  `json:"id"`
+		Username string `json:"username"`
+	}
+	if err := json.Unmarshal(ans.Result, &bot); err != nil || bot.ID == 0 {
+		if err == nil {
+			err = errors.New("no bot id")
+		}
+		return BotInfo{}, http.StatusOK, fmt.Errorf("%s: %s: result is not a bot: %w",
+			TelegramProvider, op, telegramScrub(err, tok, ""))
+	}
+	return BotInfo{ID: bot.ID, Username: telegramReason(bot.Username, tok)}, http.StatusOK, nil
+}
+
+// telegramValidToken refuses a token that cannot be one path segment
+// (Telegram's tokens are "<bot id>:<secret>" in [0-9A-Za-z_:-]). It never
+// quotes the token.
+func telegramValidToken(tok string) error {
+	if tok == "" {
+		return errors.New("empty bot token")
+	}
+	for _, r := range tok {
+		if r == '/' || r == '?' || r == '#' || r == '%' || r == '\\' || unicode.IsSpace(r) || unicode.IsControl(r) || r > unicode.MaxASCII {
+			return errors.New("malformed bot token (not one URL path segment)")
+		}
+	}
+	return nil
+}
+
+// telegramSecrets are the strings no output may carry: the token and its
+// secret part (after the bot id).
+func telegramSecrets(tok string) []string {
+	out := []string{}
+	if tok != "" {
+		out = append(out, tok, url.PathEscape(tok))
+	}
+	if i := strings.IndexByte(tok, ':'); i >= 0 && len(tok)-i-1 >= 8 {
+		out = append(out, tok[i+1:])
+	}
+	return out
+}
+
+// telegramScrubText replaces every secret in s.
+func telegramScrubText(s, tok string) string {
+	for _, sec := range telegramSecrets(tok) {
+		s = strings.ReplaceAll(s, sec, secret.Redacted)
+	}
+	return s
+}
+
+// telegramReason is the provider's text made safe to show: no token,
+// no control characters, at most 200 bytes.
+func telegramReason(s, tok string) string {
+	s = telegramScrubText(s, tok)
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	const maxReason = 200
+	if len(s) > maxReason {
+		cut := maxReason
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// telegramScrub makes a transport error safe: a *url.Error gets the
+// redacted URL (net/http prints the URL, and the token is in its path);
+// if any text in the chain still carries a secret, the chain is dropped
+// and only its scrubbed text is kept (timeouts and cancellations still
+// answer errors.Is/net.Error as before).
+func telegramScrub(err error, tok, shownURL string) error {
+	if err == nil {
+		return nil
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = &url.Error{Op: ue.Op, URL: shownURL, Err: ue.Err}
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if telegramScrubText(e.Error(), tok) != e.Error() || telegramScrubText(fmt.Sprintf("%#v", e), tok) != fmt.Sprintf("%#v", e) {
+			return &telegramScrubbedError{
+				msg:      telegramScrubText(err.Error(), tok),
+				timeout:  telegramIsTimeout(err),
+				canceled: errors.Is(err, context.Canceled),
+				deadline: errors.Is(err, context.DeadlineExceeded),
+			}
+		}
+	}
+	return err
+}
+
+func telegramIsTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// telegramScrubbedError is an error whose text had a secret in it: the
+// text without it, and what errors.Is and net.Error need.
+type telegramScrubbedError struct {
+	msg                         string
+	timeout, canceled, deadline bool
+}
+
+func (e *telegramScrubbedError) Error() string   { return e.msg }
+func (e *telegramScrubbedError) Timeout() bool   { return e.timeout }
+func (e *telegramScrubbedError) Temporary() bool { return e.timeout }
+func (e *telegramScrubbedError) Is(target error) bool {
+	return (e.canceled && target == context.Canceled) || (e.deadline && target == context.DeadlineExceeded)
+}
+
+// telegramRetryAfter parses a Retry-After header (seconds or an HTTP
+// date); 0 when absent or unparseable.
+func telegramRetryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(h); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now).Round(time.Second)
+	}
+	return 0
+}
