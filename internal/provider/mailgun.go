@@ -12,10 +12,8 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
@@ -29,56 +27,31 @@ const (
 	MailgunDefaultTTL = 30 * time.Second // default HTTP client timeout of a Mailgun client
 )
 
-// mailgunMaxBody bounds how much of any Mailgun answer is read.
-const mailgunMaxBody = 1 << 20
-
-// mailgunMaxReason bounds the provider message kept in an error.
-const mailgunMaxReason = 200
-
-// ErrMailgunUnavailable is wrapped by a *MailgunError of a 429 or 5xx
-// answer: the request may be tried again later (after RetryAfter when set).
-var ErrMailgunUnavailable = errors.New("provider unavailable, try again later")
-
 // ErrMailgunNotFound is wrapped by a *MailgunError of a 404 answer (an
 // unknown domain or key id).
 var ErrMailgunNotFound = errors.New("not found")
 
-// MailgunError is an answer of Mailgun that is neither a success nor a
-// refused credential (that is a *RefusedError). Reason is the provider's
-// message, clipped and scrubbed of the credentials of the request.
+// MailgunError is an answer of Mailgun that is neither a success, a
+// refused credential (a *RefusedError) nor "not now" (429/5xx: an
+// *UnavailableError). Reason is the provider's message, clipped and
+// scrubbed of the credentials of the request.
 type MailgunError struct {
-	Op         string        // "check", "check sending", "mint", "list", "delete"
-	Status     int           // HTTP status
-	RetryAfter time.Duration // Retry-After of a 429/5xx answer; 0 when absent
-	Reason     string        // the provider's message, clipped; never a credential
+	Op     string // "check", "check sending", "mint", "list", "delete"
+	Status int    // HTTP status
+	Reason string // the provider's message, clipped; never a credential
 }
 
 func (e *MailgunError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s: HTTP %d", MailgunProvider, e.Op, e.Status)
-	switch {
-	case e.Status == http.StatusTooManyRequests:
-		b.WriteString(" (rate limited)")
-	case e.Status >= 500:
-		b.WriteString(" (server error)")
-	}
-	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
-	}
+	s := fmt.Sprintf("%s: %s: HTTP %d", MailgunProvider, e.Op, e.Status)
 	if e.Reason != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Reason)
+		s += ": " + e.Reason
 	}
-	return b.String()
+	return s
 }
 
-// Unwrap reports ErrMailgunUnavailable for 429 and 5xx, ErrMailgunNotFound
-// for 404.
+// Unwrap reports ErrMailgunNotFound for 404.
 func (e *MailgunError) Unwrap() error {
-	switch {
-	case e.Status == http.StatusTooManyRequests || e.Status >= 500:
-		return ErrMailgunUnavailable
-	case e.Status == http.StatusNotFound:
+	if e.Status == http.StatusNotFound {
 		return ErrMailgunNotFound
 	}
 	return nil
@@ -133,19 +106,11 @@ func NewMailgun(opts MailgunOptions) (*Mailgun, error) {
 	if timeout <= 0 {
 		timeout = MailgunDefaultTTL
 	}
-	var hc http.Client
-	if opts.HTTPClient != nil {
-		hc = *opts.HTTPClient
-	}
-	if hc.Timeout <= 0 {
-		hc.Timeout = timeout
-	}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Mailgun{base: u, httpc: &hc, log: log}, nil
+	return &Mailgun{base: u, httpc: newHTTPClient(opts.HTTPClient, timeout), log: log}, nil
 }
 
 // Check asks Mailgun whether key may read domain (GET /v3/domains/{domain}).
@@ -311,7 +276,7 @@ func mailgunForm(fields map[string]string) ([]byte, string, error) {
 // mailgunDo sends one request authenticated with key and returns the
 // status and body of a 2xx answer (or of a status listed in also). Any
 // other answer is an error: 401/403 a *RefusedError, others a
-// *MailgunError; the provider's message in either is scrubbed of key.
+// *UnavailableError (429/5xx) or *MailgunError; the provider's message in any is scrubbed of key.
 func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, body []byte, ctype string, key secret.Value, also ...int) (int, []byte, error) {
 	u := *c.base
 	ref, err := url.Parse(pathQuery)
@@ -345,7 +310,7 @@ func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, b
 		return 0, nil, fmt.Errorf("%s: %s: %w", MailgunProvider, op, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, mailgunMaxBody+1))
+	raw, rerr := readBody(resp)
 	c.log.DebugContext(ctx, "mailgun request",
 		"provider", MailgunProvider, "op", op, "status", resp.StatusCode, "duration", time.Since(start))
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
@@ -356,21 +321,16 @@ func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, b
 		if rerr != nil {
 			return 0, nil, fmt.Errorf("%s: %s: read answer: %w", MailgunProvider, op, rerr)
 		}
-		if len(raw) > mailgunMaxBody {
-			return 0, nil, fmt.Errorf("%s: %s: answer larger than %d bytes", MailgunProvider, op, mailgunMaxBody)
-		}
 		return resp.StatusCode, raw, nil
 	}
 	reason := mailgunReason(raw, key)
-	switch resp.StatusCode {
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return resp.StatusCode, nil, &RefusedError{Provider: MailgunProvider, Status: resp.StatusCode, Reason: op + ": " + reason}
+	switch st := resp.StatusCode; {
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		return st, nil, &RefusedError{Provider: MailgunProvider, Status: st, Reason: op + ": " + reason}
+	case unavailable(st):
+		return st, nil, &UnavailableError{Provider: MailgunProvider, Op: op, Status: st, RetryAfter: retryAfter(resp.Header, time.Now()), Reason: reason}
 	default:
-		e := &MailgunError{Op: op, Status: resp.StatusCode, Reason: reason}
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-			e.RetryAfter = mailgunRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		}
-		return resp.StatusCode, nil, e
+		return st, nil, &MailgunError{Op: op, Status: st, Reason: reason}
 	}
 }
 
@@ -381,9 +341,6 @@ func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, b
 // of mailgunScrubMin bytes or more), stripped of control characters and
 // clipped.
 func mailgunReason(raw []byte, key secret.Value) string {
-	if len(raw) > mailgunMaxBody {
-		raw = raw[:mailgunMaxBody]
-	}
 	msg := string(raw)
 	var shaped struct {
 		Message string `json:"message"`
@@ -391,24 +348,13 @@ func mailgunReason(raw []byte, key secret.Value) string {
 	if json.Unmarshal(raw, &shaped) == nil && shaped.Message != "" {
 		msg = shaped.Message
 	}
-	if len(msg) > 4*mailgunMaxReason {
-		msg = msg[:4*mailgunMaxReason]
+	if len(msg) > 4*maxReason {
+		msg = msg[:4*maxReason]
 	}
 	if k := key.Reveal(); k != "" {
-		msg = strings.ReplaceAll(msg, base64.StdEncoding.EncodeToString([]byte(MailgunAPIUser+":"+k)), secret.Redacted)
-		msg = mailgunScrub(msg, k)
+		msg = mailgunScrub(redact(msg, base64.StdEncoding.EncodeToString([]byte(MailgunAPIUser+":"+k))), k)
 	}
-	msg = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, msg)
-	msg = strings.TrimSpace(msg)
-	if r := []rune(msg); len(r) > mailgunMaxReason {
-		msg = string(r[:mailgunMaxReason]) + "…"
-	}
-	return msg
+	return scrub(msg)
 }
 
 // mailgunScrubMin is the shortest piece of a key that mailgunScrub drops.
@@ -438,25 +384,4 @@ func mailgunScrub(msg, key string) string {
 		i += n
 	}
 	return b.String()
-}
-
-// mailgunRetryAfter parses a Retry-After header (seconds or an HTTP date).
-func mailgunRetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if s <= 0 {
-			return 0
-		}
-		if s > int64(24*time.Hour/time.Second) {
-			s = int64(24 * time.Hour / time.Second)
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now).Round(time.Second)
-	}
-	return 0
 }

@@ -153,9 +153,9 @@ func TestMailgunFailures(t *testing.T) {
 			}
 		}},
 		{name: "429 with Retry-After", fault: &providertest.Fault{Status: 429, RetryAfter: "7"}, check: func(t *testing.T, err error) {
-			var me *provider.MailgunError
-			if !errors.As(err, &me) || !errors.Is(err, provider.ErrMailgunUnavailable) {
-				t.Fatalf("got %v, want a *MailgunError wrapping ErrMailgunUnavailable", err)
+			var me *provider.UnavailableError
+			if !errors.As(err, &me) || !errors.Is(err, provider.ErrUnavailable) {
+				t.Fatalf("got %v, want a *UnavailableError wrapping ErrUnavailable", err)
 			}
 			if me.Status != 429 || me.RetryAfter != 7*time.Second {
 				t.Fatalf("got status %d retry after %s, want 429 and 7s", me.Status, me.RetryAfter)
@@ -165,9 +165,9 @@ func TestMailgunFailures(t *testing.T) {
 			}
 		}},
 		{name: "503", fault: &providertest.Fault{Status: 503}, check: func(t *testing.T, err error) {
-			var me *provider.MailgunError
-			if !errors.As(err, &me) || me.Status != 503 || !errors.Is(err, provider.ErrMailgunUnavailable) || errors.Is(err, provider.ErrRefused) {
-				t.Fatalf("got %v, want a 503 *MailgunError wrapping ErrMailgunUnavailable", err)
+			var me *provider.UnavailableError
+			if !errors.As(err, &me) || me.Status != 503 || !errors.Is(err, provider.ErrUnavailable) || errors.Is(err, provider.ErrRefused) {
+				t.Fatalf("got %v, want a 503 *UnavailableError wrapping ErrUnavailable", err)
 			}
 			if me.Reason != "Service Unavailable" {
 				t.Fatalf("got reason %q, want the message of Mailgun's error shape", me.Reason)

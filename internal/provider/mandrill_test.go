@@ -43,7 +43,7 @@ func TestMandrillCheck(t *testing.T) {
 		fault       *providertest.Fault
 		timeout     time.Duration
 		wantRefused bool
-		wantUnavail int // HTTP status of a *MandrillUnavailableError; 0 = none
+		wantUnavail int // HTTP status of a *UnavailableError; 0 = none
 		wantRetry   time.Duration
 		wantTimeout bool
 		wantErr     string // substring; "" with no other want = success
@@ -103,7 +103,7 @@ func TestMandrillCheck(t *testing.T) {
 			} else if got && (re.Provider != "mandrill_email" || re.Status != 500 || !errors.Is(err, provider.ErrRefused)) {
 				t.Errorf("refusal: got %+v, want provider mandrill_email, status 500, Is ErrRefused", re)
 			}
-			var ue *provider.MandrillUnavailableError
+			var ue *provider.UnavailableError
 			if got := errors.As(err, &ue); got != (tc.wantUnavail != 0) {
 				t.Errorf("unavailable: got %v (%v), want %v", got, err, tc.wantUnavail != 0)
 			} else if got && (ue.Status != tc.wantUnavail || ue.RetryAfter != tc.wantRetry || ue.RetryDelay() != tc.wantRetry) {
@@ -196,7 +196,7 @@ func TestMandrillCheckHostileAnswers(t *testing.T) {
 			if got := errors.As(err, &ae); got != (tc.wantAPI != "") || (got && ae.Name != tc.wantAPI) {
 				t.Errorf("API error: got %v (%v), want name %q", got, err, tc.wantAPI)
 			}
-			var ue *provider.MandrillUnavailableError
+			var ue *provider.UnavailableError
 			if got := errors.As(err, &ue); got != tc.wantUnavail {
 				t.Errorf("unavailable: got %v (%v), want %v", got, err, tc.wantUnavail)
 			}

@@ -9,6 +9,8 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"time"
 )
 
 // ErrRefused marks a credential the provider refused (401 or 403, or its
@@ -32,3 +34,51 @@ func (e *RefusedError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrRefused) true.
 func (e *RefusedError) Unwrap() error { return ErrRefused }
+
+// ErrUnavailable marks an answer meaning "not now": HTTP 429 or a 5xx (or
+// a provider's own equivalent). The credential was not judged; the same
+// call may succeed later, after RetryAfter when set.
+var ErrUnavailable = errors.New("provider unavailable, try again later")
+
+// UnavailableError is a provider's "not now" answer.
+type UnavailableError struct {
+	Provider   string        // Hood's provider name, e.g. "sendgrid_email"
+	Op         string        // the operation, e.g. "check"
+	Status     int           // HTTP status
+	Code       int           // the provider's own error code; 0 when none
+	RetryAfter time.Duration // from Retry-After (or the provider's body); 0 = not given
+	Reason     string        // the provider's message, clipped; never a credential
+}
+
+func (e *UnavailableError) Error() string {
+	what := "provider unavailable"
+	if e.Status == http.StatusTooManyRequests {
+		what = "rate limited"
+	}
+	s := fmt.Sprintf("%s: %s: %s (HTTP %d", e.Provider, e.Op, what, e.Status)
+	if e.Code != 0 {
+		s += fmt.Sprintf(", code %d", e.Code)
+	}
+	s += ")"
+	if e.RetryAfter > 0 {
+		s += ", retry after " + e.RetryAfter.String()
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// Unwrap makes errors.Is(err, ErrUnavailable) true.
+func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
+
+// Retryable reports that the same call may succeed later: always true.
+func (e *UnavailableError) Retryable() bool { return true }
+
+// RetryDelay is how long the provider asked to wait (0 = not said).
+func (e *UnavailableError) RetryDelay() time.Duration { return e.RetryAfter }
+
+// unavailable reports whether status means "not now" (429 or 5xx).
+func unavailable(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
+}

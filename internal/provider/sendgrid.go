@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
@@ -29,8 +27,6 @@ const (
 	SendGridDefaultTimeout = 30 * time.Second
 
 	sendgridProvider  = "sendgrid_email" // Hood's provider name
-	sendgridMaxBody   = 1 << 20          // bytes of an answer read at most
-	sendgridMaxReason = 200              // bytes of the provider's message kept in an error
 	sendgridListLimit = 100              // SendGrid's key cap: one page holds every key
 )
 
@@ -69,36 +65,25 @@ type SendGridAPIKey struct {
 }
 
 // SendGridStatusError is an answer of SendGrid's that is neither a
-// success nor a refused credential: 429 (rate limited), 5xx, or another
-// unexpected status (e.g. 403 on create: the account already holds 100
-// keys, or the managing key lacks a scope it asked to grant).
+// success, a refused credential nor "not now" (429/5xx: that is an
+// *UnavailableError): e.g. 403 on create, when the account already holds
+// 100 keys or the managing key lacks a scope it asked to grant.
 type SendGridStatusError struct {
-	Status     int           // HTTP status
-	RetryAfter time.Duration // from Retry-After; 0 when absent or unreadable
-	Message    string        // SendGrid's message, clipped and scrubbed of credentials
+	Status  int    // HTTP status
+	Message string // SendGrid's message, clipped and scrubbed of credentials
 }
 
 func (e *SendGridStatusError) Error() string {
 	s := "HTTP " + strconv.Itoa(e.Status)
-	switch {
-	case e.Status == http.StatusTooManyRequests:
-		s += " rate limited"
-	case e.Status >= 500:
-		s += " server error"
-	}
-	if e.RetryAfter > 0 {
-		s += ", retry after " + e.RetryAfter.String()
-	}
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
 	return s
 }
 
-// Retryable reports whether the same call may succeed later (429 or 5xx).
-func (e *SendGridStatusError) Retryable() bool {
-	return e.Status == http.StatusTooManyRequests || e.Status >= 500
-}
+// Retryable reports whether the same call may succeed later: never (that
+// is an *UnavailableError).
+func (e *SendGridStatusError) Retryable() bool { return false }
 
 // NewSendGrid returns a SendGrid client. It fails on a base URL that is not
 // an absolute http(s) URL.
@@ -115,16 +100,7 @@ func NewSendGrid(opts SendGridOptions) (*SendGrid, error) {
 	if timeout <= 0 {
 		timeout = SendGridDefaultTimeout
 	}
-	hc := &http.Client{}
-	if opts.HTTPClient != nil {
-		c := *opts.HTTPClient
-		hc = &c
-	}
-	if hc.Timeout <= 0 {
-		hc.Timeout = timeout
-	}
-	// A redirect would carry the bearer key to wherever it points.
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc := newHTTPClient(opts.HTTPClient, timeout)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -158,7 +134,7 @@ func (c *SendGrid) Check(ctx context.Context, key secret.Value) ([]string, error
 // and value; SendGrid shows the value only in this answer.
 //
 // A 401 is a *RefusedError; a 403 (100 keys already, or a scope the
-// manager lacks) is a *SendGridStatusError. When the answer is lost
+// manager lacks) is a *SendGridStatusError (429/5xx an *UnavailableError). When the answer is lost
 // (transport error, unreadable answer) the key may exist all the same:
 // List finds it by name, and it should be deleted.
 func (c *SendGrid) Mint(ctx context.Context, manager secret.Value, name string, scopes []string) (string, secret.Value, error) {
@@ -282,18 +258,18 @@ func (c *SendGrid) sendgridDo(ctx context.Context, op, method, path string, cred
 		return nil, 0, sendgridErr(op, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	data, rerr := io.ReadAll(io.LimitReader(resp.Body, sendgridMaxBody+1))
+	data, rerr := readBody(resp)
 	c.log.DebugContext(ctx, "sendgrid call", "provider", sendgridProvider, "op", op,
 		"status", resp.StatusCode, "duration", time.Since(start))
 
 	status := resp.StatusCode
 	switch {
 	case ok(status):
+		if errors.Is(rerr, errBodyTooLong) {
+			return nil, status, sendgridErr(op, fmt.Errorf("answer (HTTP %d) larger than %d bytes", status, maxBody))
+		}
 		if rerr != nil {
 			return nil, status, sendgridErr(op, fmt.Errorf("reading the answer (HTTP %d): %w", status, rerr))
-		}
-		if len(data) > sendgridMaxBody {
-			return nil, status, sendgridErr(op, fmt.Errorf("answer (HTTP %d) larger than %d bytes", status, sendgridMaxBody))
 		}
 		return data, status, nil
 	case status == http.StatusUnauthorized || (status == http.StatusForbidden && method != http.MethodPost):
@@ -302,31 +278,14 @@ func (c *SendGrid) sendgridDo(ctx context.Context, op, method, path string, cred
 		return nil, status, sendgridErr(op, &RefusedError{
 			Provider: sendgridProvider, Status: status, Reason: sendgridReason(status, data, cred),
 		})
-	default:
-		return nil, status, sendgridErr(op, &SendGridStatusError{
-			Status:     status,
-			RetryAfter: sendgridRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-			Message:    sendgridReason(status, data, cred),
+	case unavailable(status):
+		return nil, status, sendgridErr(op, &UnavailableError{
+			Provider: sendgridProvider, Op: op, Status: status,
+			RetryAfter: retryAfter(resp.Header, time.Now()), Reason: sendgridReason(status, data, cred),
 		})
+	default:
+		return nil, status, sendgridErr(op, &SendGridStatusError{Status: status, Message: sendgridReason(status, data, cred)})
 	}
-}
-
-// sendgridRetryAfter reads a Retry-After header (seconds or an HTTP date).
-func sendgridRetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(h, 10, 64); err == nil {
-		if n <= 0 || n > int64(24*time.Hour/time.Second) {
-			return 0
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // sendgridKeyPattern matches anything shaped like a SendGrid key.
@@ -367,27 +326,9 @@ func sendgridReason(status int, body []byte, cred secret.Value) string {
 // sendgridScrub removes cred (whole, and its secret part after the last
 // dot) and key-shaped text from s, blanks control characters and clips it.
 func sendgridScrub(s string, cred secret.Value) string {
-	s = strings.ToValidUTF8(s, "?")
-	if v := cred.Reveal(); v != "" {
-		s = strings.ReplaceAll(s, v, secret.Redacted)
-		if i := strings.LastIndexByte(v, '.'); i >= 0 && len(v)-i > 8 {
-			s = strings.ReplaceAll(s, v[i+1:], secret.Redacted)
-		}
+	v, tail := cred.Reveal(), ""
+	if i := strings.LastIndexByte(v, '.'); i >= 0 && len(v)-i > 8 {
+		tail = v[i+1:]
 	}
-	s = sendgridKeyPattern.ReplaceAllString(s, secret.Redacted)
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.TrimSpace(s)
-	if len(s) > sendgridMaxReason {
-		cut := sendgridMaxReason
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+	return scrub(sendgridKeyPattern.ReplaceAllString(redact(strings.ToValidUTF8(s, "?"), v, tail), secret.Redacted))
 }

@@ -63,6 +63,18 @@ func sendgridWantStatus(t *testing.T, err error, status int) *provider.SendGridS
 	return se
 }
 
+func sendgridWantUnavailable(t *testing.T, err error, status int) *provider.UnavailableError {
+	t.Helper()
+	var se *provider.UnavailableError
+	if !errors.As(err, &se) || errors.Is(err, provider.ErrRefused) {
+		t.Fatalf("got %v, want a *provider.UnavailableError (not refused)", err)
+	}
+	if se.Status != status {
+		t.Fatalf("got status %d, want %d (%v)", se.Status, status, err)
+	}
+	return se
+}
+
 func sendgridWantNames(t *testing.T, err error, op string) {
 	t.Helper()
 	if err == nil {
@@ -309,7 +321,7 @@ func TestSendGridFaults(t *testing.T) {
 					}
 					return
 				}
-				se := sendgridWantStatus(t, err, tt.wantStatus)
+				se := sendgridWantUnavailable(t, err, tt.wantStatus)
 				if se.RetryAfter != tt.wantRetry || !se.Retryable() {
 					t.Errorf("got RetryAfter %v retryable %v, want %v true", se.RetryAfter, se.Retryable(), tt.wantRetry)
 				}
@@ -325,7 +337,7 @@ func TestSendGridRetryAfterDate(t *testing.T) {
 	srv, c, _, manager := sendgridSetup(t, provider.SendGridOptions{})
 	srv.Inject(providertest.Fault{Status: 429, RetryAfter: time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)})
 	_, err := c.Check(context.Background(), manager)
-	se := sendgridWantStatus(t, err, 429)
+	se := sendgridWantUnavailable(t, err, 429)
 	if se.RetryAfter < 50*time.Second || se.RetryAfter > time.Minute {
 		t.Errorf("got RetryAfter %v, want about 1m", se.RetryAfter)
 	}

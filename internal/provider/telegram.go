@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
@@ -23,9 +20,6 @@ const TelegramBaseURL = "https://api.telegram.org"
 
 // TelegramProvider is Hood's provider name for Telegram.
 const TelegramProvider = "telegram"
-
-// telegramMaxBody bounds every answer body the client reads.
-const telegramMaxBody = 1 << 20
 
 // telegramDefaultTimeout is the whole-request timeout when the options
 // give none.
@@ -54,32 +48,6 @@ type BotInfo struct {
 	Username string
 }
 
-// TelegramUnavailableError is a Telegram answer meaning "not now": HTTP
-// 429 or a 5xx. The token was not judged.
-type TelegramUnavailableError struct {
-	Op         string        // the Bot API method, e.g. "getMe"
-	Status     int           // HTTP status
-	RetryAfter time.Duration // from Retry-After or the body's parameters.retry_after; 0 = not given
-	Reason     string        // the provider's description, clipped; never the token
-}
-
-func (e *TelegramUnavailableError) Error() string {
-	s := fmt.Sprintf("%s: %s: provider unavailable (HTTP %d)", TelegramProvider, e.Op, e.Status)
-	if e.Status == http.StatusTooManyRequests {
-		s = fmt.Sprintf("%s: %s: rate limited (HTTP %d)", TelegramProvider, e.Op, e.Status)
-	}
-	if e.RetryAfter > 0 {
-		s += fmt.Sprintf(", retry after %s", e.RetryAfter)
-	}
-	if e.Reason != "" {
-		s += ": " + e.Reason
-	}
-	return s
-}
-
-// RetryDelay is how long the provider asked to wait (0 = not said).
-func (e *TelegramUnavailableError) RetryDelay() time.Duration { return e.RetryAfter }
-
 // NewTelegram returns a Telegram client.
 func NewTelegram(opts TelegramOptions) (*Telegram, error) {
 	raw := opts.BaseURL
@@ -93,19 +61,11 @@ func NewTelegram(opts TelegramOptions) (*Telegram, error) {
 	if (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" || base.RawQuery != "" || base.Fragment != "" || base.User != nil {
 		return nil, fmt.Errorf("%s: base URL %q: want http(s)://host[/path]", TelegramProvider, base.Redacted())
 	}
-	httpc := &http.Client{}
-	if opts.HTTPClient != nil {
-		c := *opts.HTTPClient
-		httpc = &c
-	}
-	switch {
-	case opts.Timeout > 0:
-		httpc.Timeout = opts.Timeout
-	case httpc.Timeout == 0:
-		httpc.Timeout = telegramDefaultTimeout
-	}
 	// The token is in the path: a redirect must not carry it elsewhere.
-	httpc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	httpc := newHTTPClient(opts.HTTPClient, telegramDefaultTimeout)
+	if opts.Timeout > 0 {
+		httpc.Timeout = opts.Timeout
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -126,7 +86,7 @@ type telegramAnswer struct {
 
 // Check calls getMe with token: the bot's ID and username when the token
 // works, a *RefusedError (errors.Is(err, ErrRefused)) when Telegram
-// refuses it, a *TelegramUnavailableError on 429/5xx, another error when
+// refuses it, a *UnavailableError on 429/5xx, another error when
 // Telegram could not be asked. No error carries the token.
 func (c *Telegram) Check(ctx context.Context, token secret.Value) (BotInfo, error) {
 	const op = "getMe"
@@ -163,14 +123,10 @@ func (c *Telegram) check(ctx context.Context, op string, token secret.Value) (Bo
 		return BotInfo{}, 0, fmt.Errorf("%s: %s: %w", TelegramProvider, op, telegramScrub(err, tok, shown))
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, telegramMaxBody+1))
+	body, err := readBody(resp)
 	if err != nil {
 		return BotInfo{}, resp.StatusCode, fmt.Errorf("%s: %s: reading the answer (HTTP %d): %w",
 			TelegramProvider, op, resp.StatusCode, telegramScrub(err, tok, shown))
-	}
-	if len(body) > telegramMaxBody {
-		return BotInfo{}, resp.StatusCode, fmt.Errorf("%s: %s: answer (HTTP %d) longer than %d bytes",
-			TelegramProvider, op, resp.StatusCode, telegramMaxBody)
 	}
 	var ans telegramAnswer
 	parseErr := json.Unmarshal(body, &ans)
@@ -183,11 +139,11 @@ func (c *Telegram) check(ctx context.Context, op string, token secret.Value) (Bo
 		}
 		return BotInfo{}, st, &RefusedError{Provider: TelegramProvider, Status: st, Reason: reason}
 	case st == http.StatusTooManyRequests || st >= 500:
-		ra := telegramRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		ra := retryAfter(resp.Header, time.Now())
 		if ra == 0 && ans.Parameters.RetryAfter > 0 {
 			ra = time.Duration(ans.Parameters.RetryAfter) * time.Second
 		}
-		return BotInfo{}, st, &TelegramUnavailableError{Op: op, Status: st, RetryAfter: ra, Reason: reason}
+		return BotInfo{}, st, &UnavailableError{Provider: TelegramProvider, Op: op, Status: st, RetryAfter: ra, Reason: reason}
 	case st != http.StatusOK:
 		if reason == "" {
 			reason = http.StatusText(st)
@@ -243,96 +199,16 @@ func telegramSecrets(tok string) []string {
 	return out
 }
 
-// telegramScrubText replaces every secret in s.
-func telegramScrubText(s, tok string) string {
-	for _, sec := range telegramSecrets(tok) {
-		s = strings.ReplaceAll(s, sec, secret.Redacted)
-	}
-	return s
-}
-
-// telegramReason is the provider's text made safe to show: no token,
-// no control characters, at most 200 bytes.
-func telegramReason(s, tok string) string {
-	s = telegramScrubText(s, tok)
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.TrimSpace(s)
-	const maxReason = 200
-	if len(s) > maxReason {
-		cut := maxReason
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
+// telegramReason is the provider's text made safe to show.
+func telegramReason(s, tok string) string { return scrub(s, telegramSecrets(tok)...) }
 
 // telegramScrub makes a transport error safe: a *url.Error gets the
-// redacted URL (net/http prints the URL, and the token is in its path);
-// if any text in the chain still carries a secret, the chain is dropped
-// and only its scrubbed text is kept (timeouts and cancellations still
-// answer errors.Is/net.Error as before).
+// redacted URL (net/http prints the URL, and the token is in its path),
+// then scrubErr drops any text still carrying a secret.
 func telegramScrub(err error, tok, shownURL string) error {
-	if err == nil {
-		return nil
-	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = &url.Error{Op: ue.Op, URL: shownURL, Err: ue.Err}
 	}
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if telegramScrubText(e.Error(), tok) != e.Error() || telegramScrubText(fmt.Sprintf("%#v", e), tok) != fmt.Sprintf("%#v", e) {
-			return &telegramScrubbedError{
-				msg:      telegramScrubText(err.Error(), tok),
-				timeout:  telegramIsTimeout(err),
-				canceled: errors.Is(err, context.Canceled),
-				deadline: errors.Is(err, context.DeadlineExceeded),
-			}
-		}
-	}
-	return err
-}
-
-func telegramIsTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
-}
-
-// telegramScrubbedError is an error whose text had a secret in it: the
-// text without it, and what errors.Is and net.Error need.
-type telegramScrubbedError struct {
-	msg                         string
-	timeout, canceled, deadline bool
-}
-
-func (e *telegramScrubbedError) Error() string   { return e.msg }
-func (e *telegramScrubbedError) Timeout() bool   { return e.timeout }
-func (e *telegramScrubbedError) Temporary() bool { return e.timeout }
-func (e *telegramScrubbedError) Is(target error) bool {
-	return (e.canceled && target == context.Canceled) || (e.deadline && target == context.DeadlineExceeded)
-}
-
-// telegramRetryAfter parses a Retry-After header (seconds or an HTTP
-// date); 0 when absent or unparseable.
-func telegramRetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(h); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now).Round(time.Second)
-	}
-	return 0
+	return scrubErr(err, telegramSecrets(tok)...)
 }

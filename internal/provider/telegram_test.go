@@ -43,7 +43,7 @@ func TestTelegramCheck(t *testing.T) {
 		timeout        time.Duration
 		wantInfo       provider.BotInfo
 		wantRefused    int // HTTP status of the refusal; 0 = not refused
-		wantUnavail    int // HTTP status of a *TelegramUnavailableError; 0 = none
+		wantUnavail    int // HTTP status of a *UnavailableError; 0 = none
 		wantRetry      time.Duration
 		wantTimeout    bool
 		wantErr        string // substring of the error; "" with no other want = success
@@ -117,7 +117,7 @@ func TestTelegramCheck(t *testing.T) {
 						re, errors.Is(err, provider.ErrRefused), tc.wantRefused)
 				}
 			}
-			var ue *provider.TelegramUnavailableError
+			var ue *provider.UnavailableError
 			if got := errors.As(err, &ue); got != (tc.wantUnavail != 0) {
 				t.Errorf("unavailable: got %v (%v), want %v", got, err, tc.wantUnavail != 0)
 			} else if got && (ue.Status != tc.wantUnavail || ue.RetryAfter != tc.wantRetry || ue.RetryDelay() != tc.wantRetry) {

@@ -6,15 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/ocamba-rotator/rotator/internal/secret"
 )
@@ -32,18 +29,12 @@ const (
 	TwilioDefaultTimeout = 15 * time.Second
 )
 
-// twilioMaxBody bounds every answer the client reads.
-const twilioMaxBody = 1 << 20
-
-// twilioMaxReason bounds the provider's message quoted in an error.
-const twilioMaxReason = 200
-
 // TwilioOptions configures NewTwilio. The zero value talks to Twilio itself.
 type TwilioOptions struct {
 	AccountsURL string        // "" = TwilioAccountsURL
 	APIURL      string        // "" = TwilioAPIURL
-	HTTPClient  *http.Client  // nil = a client with Timeout
-	Timeout     time.Duration // for the default client; 0 = TwilioDefaultTimeout
+	HTTPClient  *http.Client  // copied; nil = a new client; redirects are never followed
+	Timeout     time.Duration // when HTTPClient has none; 0 = TwilioDefaultTimeout
 	Logger      *slog.Logger  // nil = no logging
 }
 
@@ -66,7 +57,6 @@ func NewTwilio(opts TwilioOptions) *Twilio {
 	c := &Twilio{
 		accounts: strings.TrimRight(opts.AccountsURL, "/"),
 		api:      strings.TrimRight(opts.APIURL, "/"),
-		hc:       opts.HTTPClient,
 		log:      opts.Logger,
 	}
 	if c.accounts == "" {
@@ -75,47 +65,31 @@ func NewTwilio(opts TwilioOptions) *Twilio {
 	if c.api == "" {
 		c.api = TwilioAPIURL
 	}
-	if c.hc == nil {
-		timeout := opts.Timeout
-		if timeout <= 0 {
-			timeout = TwilioDefaultTimeout
-		}
-		c.hc = &http.Client{Timeout: timeout}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = TwilioDefaultTimeout
 	}
+	c.hc = newHTTPClient(opts.HTTPClient, timeout)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
 
-// TwilioStatusError is an answer of Twilio that is neither a success nor a
-// refused credential: a rate limit (429), a server error (5xx), or another
-// error status. Message is Twilio's, clipped and scrubbed of credentials.
+// TwilioStatusError is an answer of Twilio that is neither a success, a
+// refused credential nor "not now" (429/5xx: an *UnavailableError), e.g.
+// 400 or 404. Message is Twilio's, clipped and scrubbed of credentials.
 type TwilioStatusError struct {
-	Op         string        // the operation, e.g. "promote secondary auth token"
-	Status     int           // HTTP status
-	Code       int           // Twilio's error code, 0 when the answer had none
-	Message    string        // Twilio's message, clipped; never a credential
-	RetryAfter time.Duration // the Retry-After header; 0 when absent
+	Op      string // the operation, e.g. "promote secondary auth token"
+	Status  int    // HTTP status
+	Code    int    // Twilio's error code, 0 when the answer had none
+	Message string // Twilio's message, clipped; never a credential
 }
 
 func (e *TwilioStatusError) Error() string {
-	var notes []string
-	switch {
-	case e.Status == http.StatusTooManyRequests:
-		notes = append(notes, "rate limited")
-	case e.Status >= 500:
-		notes = append(notes, "server error")
-	}
-	if e.Code != 0 {
-		notes = append(notes, fmt.Sprintf("code %d", e.Code))
-	}
-	if e.RetryAfter > 0 {
-		notes = append(notes, fmt.Sprintf("retry after %s", e.RetryAfter))
-	}
 	s := fmt.Sprintf("%s: %s: HTTP %d", TwilioProvider, e.Op, e.Status)
-	if len(notes) > 0 {
-		s += " (" + strings.Join(notes, ", ") + ")"
+	if e.Code != 0 {
+		s += fmt.Sprintf(" (code %d)", e.Code)
 	}
 	if e.Message != "" {
 		s += ": " + e.Message
@@ -123,11 +97,9 @@ func (e *TwilioStatusError) Error() string {
 	return s
 }
 
-// Retryable reports whether the same request may succeed later: a rate
-// limit (429) or a server error (5xx). Wait RetryAfter first when it is set.
-func (e *TwilioStatusError) Retryable() bool {
-	return e.Status == http.StatusTooManyRequests || e.Status >= 500
-}
+// Retryable reports whether the same request may succeed later: never
+// (that is an *UnavailableError).
+func (e *TwilioStatusError) Retryable() bool { return false }
 
 // twilioErrorBody is Twilio's error shape.
 type twilioErrorBody struct {
@@ -244,19 +216,18 @@ func (c *Twilio) twilioDo(ctx context.Context, op, method, u, sid string, token 
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		err = fmt.Errorf("%s: %s: %w", TwilioProvider, op, twilioScrubErr(err, token))
+		err = fmt.Errorf("%s: %s: %w", TwilioProvider, op, scrubErr(err, token.Reveal()))
 		c.log.WarnContext(ctx, "twilio request failed", "op", op, "duration", time.Since(start), "error", err)
 		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, twilioMaxBody+1))
+	body, err := readBody(resp)
 	if err != nil {
-		err = fmt.Errorf("%s: %s: read the answer (HTTP %d): %w", TwilioProvider, op, resp.StatusCode, twilioScrubErr(err, token))
-		c.log.WarnContext(ctx, "twilio request failed", "op", op, "status", resp.StatusCode, "duration", time.Since(start), "error", err)
-		return err
-	}
-	if len(body) > twilioMaxBody {
-		err = fmt.Errorf("%s: %s: answer over %d bytes (HTTP %d)", TwilioProvider, op, twilioMaxBody, resp.StatusCode)
+		if errors.Is(err, errBodyTooLong) {
+			err = fmt.Errorf("%s: %s: answer over %d bytes (HTTP %d)", TwilioProvider, op, maxBody, resp.StatusCode)
+		} else {
+			err = fmt.Errorf("%s: %s: read the answer (HTTP %d): %w", TwilioProvider, op, resp.StatusCode, scrubErr(err, token.Reveal()))
+		}
 		c.log.WarnContext(ctx, "twilio request failed", "op", op, "status", resp.StatusCode, "duration", time.Since(start), "error", err)
 		return err
 	}
@@ -279,10 +250,11 @@ func (c *Twilio) twilioDo(ctx context.Context, op, method, u, sid string, token 
 		}
 		return fmt.Errorf("%s: %w", op, &RefusedError{Provider: TwilioProvider, Status: resp.StatusCode, Reason: reason})
 	}
-	return &TwilioStatusError{
-		Op: op, Status: resp.StatusCode, Code: code, Message: msg,
-		RetryAfter: twilioRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	if unavailable(resp.StatusCode) {
+		return &UnavailableError{Provider: TwilioProvider, Op: op, Status: resp.StatusCode, Code: code,
+			RetryAfter: retryAfter(resp.Header, time.Now()), Reason: msg}
 	}
+	return &TwilioStatusError{Op: op, Status: resp.StatusCode, Code: code, Message: msg}
 }
 
 // twilioDecodeErr keeps a JSON decoding error's kind and drops its text.
@@ -296,23 +268,6 @@ func twilioDecodeErr(err error) error {
 		return fmt.Errorf("field %q has the wrong type", te.Field)
 	}
 	return errors.New("invalid JSON")
-}
-
-// twilioScrubErr returns err, or a plain error with err's text scrubbed
-// when that text holds the token (net/http errors never should; the check
-// is cheap). A scrubbed error keeps context errors and timeouts visible.
-func twilioScrubErr(err error, token secret.Value) error {
-	if token.IsZero() || !strings.Contains(err.Error(), token.Reveal()) {
-		return err
-	}
-	msg := strings.ReplaceAll(err.Error(), token.Reveal(), secret.Redacted)
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", msg, context.DeadlineExceeded)
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("%s: %w", msg, context.Canceled)
-	}
-	return errors.New(msg)
 }
 
 // twilioTokenLike matches a bare 32-hex-digit run: the form of a Twilio
@@ -332,40 +287,6 @@ func twilioReason(body []byte, token secret.Value) (int, string) {
 		eb.Code = 0
 		msg = string(bytes.TrimSpace(body))
 	}
-	if !token.IsZero() {
-		msg = strings.ReplaceAll(msg, token.Reveal(), secret.Redacted)
-	}
-	msg = twilioTokenLike.ReplaceAllString(msg, secret.Redacted)
-	msg = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, msg)
-	if r := []rune(msg); len(r) > twilioMaxReason {
-		// The token was scrubbed from the whole text before clipping.
-		msg = string(r[:twilioMaxReason]) + "…"
-	}
-	return eb.Code, msg
-}
-
-// twilioRetryAfter parses a Retry-After header: seconds or an HTTP date.
-// It returns 0 when the header is absent or unreadable.
-func twilioRetryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(h); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d.Round(time.Second)
-		}
-	}
-	return 0
+	// The token is scrubbed from the whole text before clipping.
+	return eb.Code, scrub(twilioTokenLike.ReplaceAllString(redact(msg, token.Reveal()), secret.Redacted))
 }

@@ -203,13 +203,20 @@ func TestTwilioFailures(t *testing.T) {
 					}
 					return
 				}
+				var got want
+				var ue *UnavailableError
 				var se *TwilioStatusError
-				if !errors.As(err, &se) {
-					t.Fatalf("got %T (%v), want a *TwilioStatusError", err, err)
+				switch {
+				case errors.As(err, &ue):
+					got = want{status: ue.Status, code: ue.Code, retryAfter: ue.RetryAfter, retryable: ue.Retryable()}
+				case errors.As(err, &se):
+					got = want{status: se.Status, code: se.Code, retryable: se.Retryable()}
+				default:
+					t.Fatalf("got %T (%v), want an *UnavailableError or a *TwilioStatusError", err, err)
 				}
-				if se.Status != tt.want.status || se.Code != tt.want.code || se.RetryAfter != tt.want.retryAfter || se.Retryable() != tt.want.retryable {
+				if got.status != tt.want.status || got.code != tt.want.code || got.retryAfter != tt.want.retryAfter || got.retryable != tt.want.retryable {
 					t.Errorf("got status %d code %d retry-after %s retryable %v, want %d %d %s %v",
-						se.Status, se.Code, se.RetryAfter, se.Retryable(), tt.want.status, tt.want.code, tt.want.retryAfter, tt.want.retryable)
+						got.status, got.code, got.retryAfter, got.retryable, tt.want.status, tt.want.code, tt.want.retryAfter, tt.want.retryable)
 				}
 				if tt.want.retryAfter > 0 && !strings.Contains(msg, "retry after "+tt.want.retryAfter.String()) {
 					t.Errorf("error %q: want it to say retry after %s", msg, tt.want.retryAfter)
@@ -351,7 +358,7 @@ func TestTwilioFaultWithoutStatusGoesOn(t *testing.T) {
 func TestTwilioBodyBounded(t *testing.T) {
 	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(bytes.Repeat([]byte(" "), twilioMaxBody+10))
+		_, _ = w.Write(bytes.Repeat([]byte(" "), maxBody+10))
 	}))
 	defer big.Close()
 	c := NewTwilio(TwilioOptions{APIURL: big.URL, AccountsURL: big.URL})
@@ -375,8 +382,8 @@ func TestTwilioRetryAfter(t *testing.T) {
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
 		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
 	} {
-		if got := twilioRetryAfter(tt.h, now); got != tt.want {
-			t.Errorf("twilioRetryAfter(%q): got %s, want %s", tt.h, got, tt.want)
+		if got := retryAfter(http.Header{"Retry-After": {tt.h}}, now); got != tt.want {
+			t.Errorf("retryAfter(%q): got %s, want %s", tt.h, got, tt.want)
 		}
 	}
 }
@@ -433,7 +440,7 @@ func TestTwilioSentinel(t *testing.T) {
 			fmt.Fprintf(w, `{"secondary_auth_token": %s}`, pw) // invalid JSON quoting the token
 		case "DELETE /v1/AuthTokens/Secondary":
 			w.WriteHeader(http.StatusInternalServerError)
-			fmt.Fprintf(w, "%s%s", strings.Repeat("x", twilioMaxReason-19), pw) // the clip falls inside the token
+			fmt.Fprintf(w, "%s%s", strings.Repeat("x", maxReason-19), pw) // the clip falls inside the token
 		default:
 			w.WriteHeader(http.StatusTooManyRequests)
 			fmt.Fprintf(w, "plain text: token %s\n\x1b[31m", pw)
