@@ -23,6 +23,11 @@ type Config struct {
 	Integrations []Integration `yaml:"integrations"`
 	HA           HA            `yaml:"ha"`
 	Watch        Watch         `yaml:"watch"`
+	// ProviderAPI maps a Hood provider name (sendgrid_email, mailgun_email,
+	// twilio_sms, telegram, mandrill_email) to the base URL of the
+	// provider's API that integrations with provider_check ask; a provider
+	// left out uses its client's public URL (EU regions, tests).
+	ProviderAPI map[string]string `yaml:"provider_api"`
 
 	// lines maps a YAML path ("integrations[2].fields.api_kye") to its line
 	// in the file it was loaded from; filled by Load, used by Validate.
@@ -144,6 +149,9 @@ type Integration struct {
 	Static          map[string]string `yaml:"static"` // provider setting -> literal value
 	Schedule        string            `yaml:"schedule"`
 	OnVerifyFailure string            `yaml:"on_verify_failure"` // keep | rollback
+	// ProviderCheck asks the provider whether the credential works before
+	// any push; a credential it refuses is never pushed.
+	ProviderCheck bool `yaml:"provider_check"`
 }
 
 // Source is the Vault KV secret an integration's settings come from.
@@ -151,6 +159,18 @@ type Source struct {
 	Mount     string `yaml:"mount"`
 	Path      string `yaml:"path"`
 	KVVersion int    `yaml:"kv_version"` // 1 or 2; default 2
+}
+
+// CheckSettings are, per provider whose credential can be checked with the
+// provider (integrations[].provider_check), the settings the check uses.
+// custom_email_provider (an SMTP check needs the server's host, which its
+// settings do not hold) and mitto_sms (no secret) are not here.
+var CheckSettings = map[string][]string{
+	"mailgun_email":  {"api_key", "domain"},
+	"mandrill_email": {"api_key"},
+	"sendgrid_email": {"api_key"},
+	"telegram":       {"auth_token"},
+	"twilio_sms":     {"account_sid", "auth_token"},
 }
 
 // Duration is a time.Duration written in Go syntax ("90s", "10m").

@@ -218,7 +218,9 @@ func TestValidFull(t *testing.T) {
 		Source:          config.Source{Mount: "kv", Path: "mail/sendgrid", KVVersion: 1},
 		Schedule:        "@every 90m",
 		OnVerifyFailure: "keep",
+		ProviderCheck:   true,
 	})
+	check(t, "provider_api", c.ProviderAPI, map[string]string{"sendgrid_email": "https://api.eu.sendgrid.com/"})
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "@hourly")
 	check(t, "ha", c.HA, config.HA{
 		Mode: "vault", Mount: "secret", Path: "rotator/leases", Identity: "web-1.example_a",
@@ -497,13 +499,13 @@ func TestParseProblems(t *testing.T) {
 		}},
 		{"complex key", "? [a]\n: b\n", []string{"line 1: a key must be a single value, got a list"}},
 		{"odd key", "integrations:\n  - static: {\"a b\": x}\n    \"so.me\": y\n", []string{
-			`integrations[0]["so.me"] (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, schedule, source, static)`,
+			`integrations[0]["so.me"] (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, provider_check, schedule, source, static)`,
 		}},
 		{"merge keys", "integrations:\n  - &base {name: a, id: '1', provider: telegram, source: {mount: m, path: p}}\n  - {<<: *base, name: b, id: '2', bogus: 1}\n", []string{
-			"integrations[1].bogus (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, schedule, source, static)",
+			"integrations[1].bogus (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, provider_check, schedule, source, static)",
 		}},
 		{"alias to nothing of the right shape", "a: &x [1]\n", []string{
-			"a (line 1): unknown key (valid: admin, audit, ha, hood, integrations, jitter, schedule, state, timezone, vault, watch)",
+			"a (line 1): unknown key (valid: admin, audit, ha, hood, integrations, jitter, provider_api, schedule, state, timezone, vault, watch)",
 		}},
 	}
 	for _, tt := range tests {

@@ -3,11 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,6 +94,7 @@ func (c *Config) Validate(getenv func(string) string) error {
 	v.files()
 	v.ha()
 	v.watch()
+	v.providerAPI()
 	if len(v.problems) == 0 {
 		return nil
 	}
@@ -518,6 +521,53 @@ func (v *validator) integrations() {
 		}
 		if in.OnVerifyFailure != "keep" && in.OnVerifyFailure != "rollback" {
 			v.add(p+".on_verify_failure", "must be keep or rollback, got %q", clip(in.OnVerifyFailure))
+		}
+		if in.ProviderCheck && known {
+			v.providerCheck(p, in)
+		}
+	}
+}
+
+// providerCheck checks integrations[i].provider_check: the provider must be
+// one whose credential can be checked, and the settings the check uses must
+// be pushed (when fields lists them: without fields the secret's keys are
+// only known at the pass, which fails the integration if one is missing).
+func (v *validator) providerCheck(p string, in Integration) {
+	const key = ".provider_check"
+	switch in.Provider {
+	case "custom_email_provider":
+		v.add(p+key, "custom_email_provider cannot be checked: the SMTP check (connect, STARTTLS, AUTH) needs the mail server's host, which its settings do not hold, and is not built yet")
+		return
+	case "mitto_sms":
+		v.add(p+key, "mitto_sms holds no secret: there is no credential to check")
+		return
+	}
+	need, ok := CheckSettings[in.Provider]
+	if !ok || in.Fields == nil {
+		return
+	}
+	for _, s := range need {
+		_, mapped := in.Fields[s]
+		_, static := in.Static[s]
+		if !mapped && !static {
+			v.add(p+key, "the check with %s needs setting %s: map it under fields", in.Provider, s)
+		}
+	}
+}
+
+// providerAPI checks provider_api: each key a provider that can be checked,
+// each value an absolute http(s) base URL.
+func (v *validator) providerAPI() {
+	valid := strings.Join(slices.Sorted(maps.Keys(CheckSettings)), ", ")
+	for _, k := range sortedKeys(v.c.ProviderAPI) {
+		kp := keyPath("provider_api", k)
+		if _, ok := CheckSettings[k]; !ok {
+			v.add(kp, "not a provider that can be checked: %q (valid: %s)", clip(k), valid)
+			continue
+		}
+		u, err := url.Parse(v.c.ProviderAPI[k])
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			v.add(kp, "must be an absolute http or https URL without credentials, query or fragment, such as https://api.example.com")
 		}
 	}
 }

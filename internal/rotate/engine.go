@@ -169,25 +169,29 @@ type Options struct {
 	Getenv func(string) string // for hood.token.env; default: none set
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Checker asks the provider whether a credential works before the push
+	// of an integration with provider_check; nil = no checks.
+	Checker ProviderChecker
 }
 
 // Engine runs passes over one configuration. It is safe for concurrent use,
 // but callers (the scheduler) keep passes from overlapping.
 type Engine struct {
-	cfg    *config.Config
-	vault  SecretReader
-	hood   Hood
-	state  State
-	lease  leaser // state, when it is shared (ha.mode vault); nil otherwise
-	audit  Auditor
-	getenv func(string) string
-	log    *slog.Logger
-	now    func() time.Time
+	cfg     *config.Config
+	vault   SecretReader
+	hood    Hood
+	state   State
+	lease   leaser // state, when it is shared (ha.mode vault); nil otherwise
+	audit   Auditor
+	getenv  func(string) string
+	log     *slog.Logger
+	now     func() time.Time
+	checker ProviderChecker
 }
 
 // New returns an engine for a validated configuration.
 func New(cfg *config.Config, opts Options) *Engine {
-	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, audit: opts.Audit, getenv: opts.Getenv, log: opts.Logger, now: opts.Now}
+	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, audit: opts.Audit, getenv: opts.Getenv, log: opts.Logger, now: opts.Now, checker: opts.Checker}
 	if l, ok := opts.State.(leaser); ok {
 		e.lease = l
 	}
@@ -315,6 +319,9 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 		o.Doubt = v.doubt
 		o.Changed = changed(rec.Confirmed, p)
 		if req.DryRun {
+			// A dry run (and the plan) asks no provider: it sends nothing
+			// anywhere, and "would push" holds either way, since the real
+			// pass checks before its push (provider_check).
 			o.Result = ResultWouldPush
 			continue
 		}

@@ -114,6 +114,15 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		return d
 	}
 
+	// Ask the provider first (provider_check): a credential it refuses, or
+	// one it could not judge, is never pushed. Nothing has been sent to
+	// Hood nor begun in the state: the pass notes the failure as it does
+	// every failure before a push.
+	if err := e.checkProvider(ctx, j); err != nil {
+		o.Err = err
+		return
+	}
+
 	// Durably note the push before making it: a crash from here on leaves
 	// it Pending, so the next pass knows Hood may hold it and pushes again.
 	// A shared state takes the lease here, on the record version the

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/audit"
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/ha"
 	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/provider"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
 	"github.com/ocamba-rotator/rotator/internal/state"
 	"github.com/ocamba-rotator/rotator/internal/vault"
@@ -85,8 +87,29 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, err
 	if err := rt.open(cfg, opts); err != nil {
 		return nil, errors.Join(err, rt.Close())
 	}
-	rt.Engine = rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger})
+	checker, err := providerChecker(cfg, opts.Logger)
+	if err != nil {
+		return nil, errors.Join(&ConfigError{Err: fmt.Errorf("provider_api: %w", err)}, rt.Close())
+	}
+	rt.Engine = rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger, Checker: checker})
 	return rt, nil
+}
+
+// ProviderCheckTimeout bounds one check with a provider (provider_check).
+const ProviderCheckTimeout = 15 * time.Second
+
+// providerChecker is the one place the provider checks of
+// integrations[].provider_check are built: nil when no integration asks
+// for them.
+func providerChecker(cfg *config.Config, log *slog.Logger) (rotate.ProviderChecker, error) {
+	if !slices.ContainsFunc(cfg.Integrations, func(in config.Integration) bool { return in.ProviderCheck }) {
+		return nil, nil
+	}
+	c, err := provider.NewChecker(cfg.ProviderAPI, ProviderCheckTimeout, log)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // hood builds the Hood client of h, paced by the one limiter of its host.

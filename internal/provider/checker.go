@@ -1,0 +1,116 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ocamba-rotator/rotator/internal/secret"
+)
+
+// Checker asks a credential's provider whether it works, by Hood provider
+// name, from an integration's settings: SendGrid GET /v3/scopes (api_key),
+// Mailgun a sending check on the domain (api_key, domain), Twilio the
+// account resource (account_sid, auth_token), Telegram getMe (auth_token),
+// Mandrill users/ping (api_key). It is rotate.ProviderChecker; safe for
+// concurrent use.
+type Checker struct {
+	sendgrid *SendGrid
+	mailgun  *Mailgun
+	twilio   *Twilio
+	telegram *Telegram
+	mandrill *Mandrill
+}
+
+// CheckedProviders are the Hood provider names a Checker checks, sorted.
+var CheckedProviders = []string{MailgunProvider, MandrillProvider, sendgridProvider, TelegramProvider, TwilioProvider}
+
+// NewChecker builds the clients of a Checker. baseURLs maps a Hood provider
+// name to its API's base URL (configuration's provider_api); a provider
+// left out uses its client's public URL. timeout bounds each check (0: the
+// clients' defaults); logger may be nil.
+func NewChecker(baseURLs map[string]string, timeout time.Duration, logger *slog.Logger) (*Checker, error) {
+	for name := range baseURLs {
+		if !slices.Contains(CheckedProviders, name) {
+			return nil, fmt.Errorf("provider %q cannot be checked (valid: %s)", name, strings.Join(CheckedProviders, ", "))
+		}
+	}
+	c := &Checker{}
+	var err error
+	if c.sendgrid, err = NewSendGrid(SendGridOptions{BaseURL: baseURLs[sendgridProvider], Timeout: timeout, Logger: logger}); err != nil {
+		return nil, err
+	}
+	if c.mailgun, err = NewMailgun(MailgunOptions{BaseURL: baseURLs[MailgunProvider], Timeout: timeout, Logger: logger}); err != nil {
+		return nil, err
+	}
+	if c.telegram, err = NewTelegram(TelegramOptions{BaseURL: baseURLs[TelegramProvider], Timeout: timeout, Logger: logger}); err != nil {
+		return nil, err
+	}
+	if c.mandrill, err = NewMandrill(MandrillOptions{BaseURL: baseURLs[MandrillProvider], Timeout: timeout, Logger: logger}); err != nil {
+		return nil, err
+	}
+	c.twilio = NewTwilio(TwilioOptions{APIURL: baseURLs[TwilioProvider], Timeout: timeout, Logger: logger})
+	return c, nil
+}
+
+// Check asks provider whether the credential in settings works: nil when it
+// does, a *RefusedError (errors.Is(err, ErrRefused)) when the provider
+// refuses it, another error when it could not be asked or did not judge,
+// or when a setting the check needs is missing. No error carries a value.
+func (c *Checker) Check(ctx context.Context, provider string, settings map[string]secret.Value) error {
+	need := func(name string) (secret.Value, error) {
+		v := settings[name]
+		if v.IsZero() {
+			return secret.Value{}, fmt.Errorf("setting %s is missing or empty: nothing to check", name)
+		}
+		return v, nil
+	}
+	switch provider {
+	case sendgridProvider:
+		key, err := need("api_key")
+		if err != nil {
+			return err
+		}
+		_, err = c.sendgrid.Check(ctx, key)
+		return err
+	case MailgunProvider:
+		key, err := need("api_key")
+		if err != nil {
+			return err
+		}
+		domain, err := need("domain")
+		if err != nil {
+			return err
+		}
+		// CheckSending: Hood only sends with the key, which may be a
+		// domain sending key that cannot read the domain.
+		return c.mailgun.CheckSending(ctx, key, domain.Reveal())
+	case TwilioProvider:
+		sid, err := need("account_sid")
+		if err != nil {
+			return err
+		}
+		token, err := need("auth_token")
+		if err != nil {
+			return err
+		}
+		return c.twilio.Check(ctx, sid.Reveal(), token)
+	case TelegramProvider:
+		token, err := need("auth_token")
+		if err != nil {
+			return err
+		}
+		_, err = c.telegram.Check(ctx, token)
+		return err
+	case MandrillProvider:
+		key, err := need("api_key")
+		if err != nil {
+			return err
+		}
+		return c.mandrill.Check(ctx, key)
+	}
+	return fmt.Errorf("provider %q cannot be checked (valid: %s)", provider, strings.Join(CheckedProviders, ", "))
+}
