@@ -53,9 +53,9 @@ func (e *ProviderCheckError) Unwrap() []error {
 	return []error{ErrProviderUnchecked, e.Err}
 }
 
-// checkProvider asks the checker about the credential of a job whose
+// askProvider asks the checker about the credential of a job whose
 // integration opted in; nil when the push may go on.
-func (e *Engine) checkProvider(ctx context.Context, j job) error {
+func (e *Engine) askProvider(ctx context.Context, j job) error {
 	if e.checker == nil || !j.in.ProviderCheck {
 		return nil
 	}

@@ -118,7 +118,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	// one it could not judge, is never pushed. Nothing has been sent to
 	// Hood nor begun in the state: the pass notes the failure as it does
 	// every failure before a push.
-	if err := e.checkProvider(ctx, j); err != nil {
+	if err := e.askProvider(ctx, j); err != nil {
 		o.Err = err
 		return
 	}
