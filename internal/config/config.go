@@ -152,6 +152,10 @@ type Integration struct {
 	// ProviderCheck asks the provider whether the credential works before
 	// any push; a credential it refuses is never pushed.
 	ProviderCheck bool `yaml:"provider_check"`
+	// MaxAge is how old the secret's current KV v2 version may grow before
+	// the credential is overdue for rotation (0: no limit). It is exported
+	// as rotator_credential_max_age_seconds; it changes no pass.
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // Source is the Vault KV secret an integration's settings come from.

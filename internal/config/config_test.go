@@ -212,6 +212,7 @@ func TestValidFull(t *testing.T) {
 		Static:          map[string]string{"default_phone_number": "+14155552671"},
 		Schedule:        "@hourly",
 		OnVerifyFailure: "rollback",
+		MaxAge:          config.Duration(720 * time.Hour),
 	})
 	check(t, "integrations[1]", c.Integrations[1], config.Integration{
 		Name: "sendgrid_1", ID: "9876543210987654321", Provider: "sendgrid_email",
@@ -229,8 +230,8 @@ func TestValidFull(t *testing.T) {
 	check(t, "ha.Enabled", c.HA.Enabled(), true)
 	check(t, "watch", c.Watch, config.Watch{Interval: config.Duration(5 * time.Second)})
 	check(t, "Line(integrations[0].fields.account_sid)", c.Line("integrations[0].fields.account_sid"), 47)
-	check(t, "Line(integrations[1].source.path)", c.Line("integrations[1].source.path"), 55)
-	check(t, "Line(of an unset key: its section)", c.Line("integrations[1].fields"), 52)
+	check(t, "Line(integrations[1].source.path)", c.Line("integrations[1].source.path"), 56)
+	check(t, "Line(of an unset key: its section)", c.Line("integrations[1].fields"), 53)
 	check(t, "Line(unknown)", c.Line("nothing.here"), 0)
 }
 
@@ -499,10 +500,10 @@ func TestParseProblems(t *testing.T) {
 		}},
 		{"complex key", "? [a]\n: b\n", []string{"line 1: a key must be a single value, got a list"}},
 		{"odd key", "integrations:\n  - static: {\"a b\": x}\n    \"so.me\": y\n", []string{
-			`integrations[0]["so.me"] (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, provider_check, schedule, source, static)`,
+			`integrations[0]["so.me"] (line 3): unknown key (valid: fields, id, max_age, name, on_verify_failure, provider, provider_check, schedule, source, static)`,
 		}},
 		{"merge keys", "integrations:\n  - &base {name: a, id: '1', provider: telegram, source: {mount: m, path: p}}\n  - {<<: *base, name: b, id: '2', bogus: 1}\n", []string{
-			"integrations[1].bogus (line 3): unknown key (valid: fields, id, name, on_verify_failure, provider, provider_check, schedule, source, static)",
+			"integrations[1].bogus (line 3): unknown key (valid: fields, id, max_age, name, on_verify_failure, provider, provider_check, schedule, source, static)",
 		}},
 		{"alias to nothing of the right shape", "a: &x [1]\n", []string{
 			"a (line 1): unknown key (valid: admin, audit, ha, hood, integrations, jitter, provider_api, schedule, state, timezone, vault, watch)",

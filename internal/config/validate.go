@@ -525,6 +525,12 @@ func (v *validator) integrations() {
 		if in.ProviderCheck && known {
 			v.providerCheck(p, in)
 		}
+		switch {
+		case in.MaxAge < 0 || in.MaxAge == 0 && v.c.lines[p+".max_age"] > 0:
+			v.add(p+".max_age", "must be greater than 0, got %s (leave it out for no limit)", in.MaxAge)
+		case in.MaxAge > 0 && s.KVVersion == 1:
+			v.add(p+".max_age", "needs a KV v2 source: KV v1 keeps no created_time, so no age would be known")
+		}
 	}
 }
 

@@ -142,10 +142,15 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 	d.cur = w
 	d.mu.Unlock()
 	providers := map[string]string{}
+	maxAges := map[string]time.Duration{}
 	for _, in := range w.cfg.Integrations {
 		providers[in.Name] = in.Provider
+		if in.MaxAge > 0 {
+			maxAges[in.Name] = in.MaxAge.D()
+		}
 	}
 	d.metrics.Retain(providers)
+	d.metrics.SetMaxAges(maxAges)
 	saved := d.savedRecords(w, d.status.unseeded(w.cfg.Integrations))
 	d.status.configure(w.cfg.Integrations, sched.next, func(name string) (state.Record, bool) {
 		rec, ok := saved[name]

@@ -29,6 +29,8 @@ const (
 	VaultRequestsTotal   = "rotator_vault_requests_total"
 	VaultAuthenticated   = "rotator_vault_authenticated"
 	BuildInfo            = "rotator_build_info"
+	CredentialAge        = "rotator_credential_age_seconds"
+	CredentialMaxAge     = "rotator_credential_max_age_seconds"
 )
 
 // Metric names of watch mode (docs/ha.md).
@@ -87,12 +89,20 @@ type Recorder struct {
 	watchChanges        prometheus.Counter
 	reloadOK            prometheus.Gauge
 	reloadLast          prometheus.Gauge
+	credentialMaxAge    *prometheus.GaugeVec
+	credentialAge       *prometheus.Desc
+	now                 func() time.Time
 
 	mu sync.Mutex // serialises ObservePass and Retain over the per-integration series
 	// series: integration name -> providers it has per-integration series for.
 	series map[string]map[string]struct{}
 	// retained: name -> provider of the last Retain; nil until Retain is first called.
 	retained map[string]string
+	// created: integration name -> the created_time of the KV v2 version
+	// its last pass read; rotator_credential_age_seconds is now minus it.
+	created map[string]time.Time
+	// maxAges: integration name -> its max_age, of the last SetMaxAges.
+	maxAges map[string]time.Duration
 }
 
 // New creates rotator's collectors and registers them all on reg.
@@ -161,12 +171,22 @@ func New(reg prometheus.Registerer, version string) (*Recorder, error) {
 			Name: ReloadSuccessTimestamp,
 			Help: "When the configuration in force was loaded.",
 		}),
-		series: make(map[string]map[string]struct{}),
+		credentialMaxAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: CredentialMaxAge,
+			Help: "The integration's max_age: how old its credential may grow before it is overdue for rotation.",
+		}, []string{labelIntegration}),
+		credentialAge: prometheus.NewDesc(CredentialAge,
+			"Age at scrape time of the KV v2 version of the integration's secret that its last pass read (from Vault's created_time).",
+			[]string{labelIntegration}, nil),
+		now:     time.Now,
+		series:  make(map[string]map[string]struct{}),
+		created: make(map[string]time.Time),
+		maxAges: make(map[string]time.Duration),
 	}
 	for _, c := range []prometheus.Collector{
 		m.rotations, m.lastSuccess, m.consecutiveFailures, m.secretVersion, m.passDuration,
 		m.hoodRequests, m.hoodDuration, m.vaultRequests, m.vaultAuthenticated, m.buildInfo,
-		m.watchPolls, m.watchChanges, m.reloadOK, m.reloadLast,
+		m.watchPolls, m.watchChanges, m.reloadOK, m.reloadLast, m.credentialMaxAge, ageCollector{m},
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -202,6 +222,11 @@ func (m *Recorder) ObservePass(rep rotate.Report) {
 			if p, ok := m.retained[o.Name]; !ok || p != o.Provider {
 				continue
 			}
+		}
+		if o.VaultCreated != nil {
+			// Whatever the result: the secret was read, and it is what
+			// consumers read.
+			m.created[o.Name] = *o.VaultCreated
 		}
 		switch o.Result {
 		case rotate.ResultPushed, rotate.ResultUnchanged, rotate.ResultFailed:
@@ -352,6 +377,17 @@ func (m *Recorder) Retain(integrations map[string]string) {
 			delete(m.series, name)
 		}
 	}
+	for name := range m.created {
+		if _, kept := integrations[name]; !kept {
+			delete(m.created, name)
+		}
+	}
+	for name := range m.maxAges {
+		if _, kept := integrations[name]; !kept {
+			delete(m.maxAges, name)
+			m.credentialMaxAge.DeleteLabelValues(name)
+		}
+	}
 	m.retained = make(map[string]string, len(integrations))
 	for name, p := range integrations {
 		m.retained[name] = p
@@ -360,6 +396,51 @@ func (m *Recorder) Retain(integrations map[string]string) {
 			m.rotations.WithLabelValues(name, p, string(r))
 		}
 		m.consecutiveFailures.WithLabelValues(name)
+	}
+}
+
+// SetMaxAges says the max_age of each integration that sets one (name ->
+// max_age), at start and after each reload:
+// rotator_credential_max_age_seconds{integration} is set for each of them
+// and deleted for every other integration. Once Retain has been called,
+// integrations it did not name are left out.
+func (m *Recorder) SetMaxAges(maxAges map[string]time.Duration) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name := range m.maxAges {
+		if _, ok := maxAges[name]; !ok {
+			delete(m.maxAges, name)
+			m.credentialMaxAge.DeleteLabelValues(name)
+		}
+	}
+	for name, d := range maxAges {
+		if _, ok := m.retained[name]; m.retained != nil && !ok {
+			continue
+		}
+		m.maxAges[name] = d
+		m.credentialMaxAge.WithLabelValues(name).Set(d.Seconds())
+	}
+}
+
+// ageCollector exports rotator_credential_age_seconds, computed at each
+// scrape from the created times of the last passes, so that the age grows
+// between passes.
+type ageCollector struct{ m *Recorder }
+
+// Describe implements prometheus.Collector.
+func (c ageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.credentialAge }
+
+// Collect implements prometheus.Collector.
+func (c ageCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	now := c.m.now()
+	for name, created := range c.m.created {
+		// max: a Vault clock ahead of ours is no negative age.
+		ch <- prometheus.MustNewConstMetric(c.m.credentialAge, prometheus.GaugeValue, max(0, now.Sub(created).Seconds()), name)
 	}
 }
 

@@ -130,6 +130,8 @@ var contract = map[string]struct {
 	"rotator_vault_requests_total":           {"COUNTER", []string{"operation", "result"}},
 	"rotator_vault_authenticated":            {"GAUGE", nil},
 	"rotator_build_info":                     {"GAUGE", []string{"goversion", "version"}},
+	"rotator_credential_age_seconds":         {"GAUGE", []string{"integration"}},
+	"rotator_credential_max_age_seconds":     {"GAUGE", []string{"integration"}},
 	// Watch mode (docs/ha.md).
 	"rotator_watch_polls_total":   {"COUNTER", []string{"result"}},
 	"rotator_watch_changes_total": {"COUNTER", nil},
@@ -141,6 +143,7 @@ var contract = map[string]struct {
 // exercise gives every metric at least one series.
 func exercise(m *metrics.Recorder) {
 	m.Retain(map[string]string{"twilio-main": "twilio_sms", "mail": "sendgrid"})
+	m.SetMaxAges(map[string]time.Duration{"twilio-main": time.Hour})
 	m.ObservePass(sampleReport(rotate.Request{Trigger: rotate.TriggerSchedule}))
 	m.ObserveHood("PATCH", 200, 120*time.Millisecond)
 	m.ObserveHood("GET", 0, time.Second)
@@ -437,17 +440,80 @@ func TestNilRecorder(t *testing.T) {
 	m.ObserveVault("read", "ok")
 	m.SetVaultAuthenticated(true)
 	m.Retain(map[string]string{"a": "p"})
+	m.SetMaxAges(map[string]time.Duration{"a": time.Hour})
+}
+
+// rotator_credential_age_seconds is computed at each scrape from the created
+// time of the last pass that read the secret, whatever its result; dry
+// runs, and outcomes without a created time (KV v1), leave it as it was.
+func TestCredentialAge(t *testing.T) {
+	m, reg := newMetrics(t)
+	now := t1.Add(time.Hour)
+	metrics.SetNow(m, func() time.Time { return now })
+	created := t0.Add(-24 * time.Hour)
+	newer := t0.Add(-time.Hour)
+	m.Retain(map[string]string{"a": "pa", "b": "pb", "v1": "pv"})
+	m.SetMaxAges(map[string]time.Duration{"a": 48 * time.Hour, "v1": time.Hour, "gone": time.Hour})
+	m.ObservePass(rotate.Report{Trigger: rotate.TriggerSchedule, Started: t0, Finished: t1, Outcomes: []rotate.Outcome{
+		{Name: "a", Provider: "pa", Result: rotate.ResultUnchanged, VaultCreated: &created},
+		{Name: "b", Provider: "pb", Result: rotate.ResultFailed, VaultCreated: &created},
+		{Name: "v1", Provider: "pv", Result: rotate.ResultPushed},
+	}})
+	m.ObservePass(rotate.Report{DryRun: true, Outcomes: []rotate.Outcome{
+		{Name: "a", Provider: "pa", Result: rotate.ResultWouldPush, VaultCreated: &newer},
+	}})
+	age := func(n string) map[string]string { return map[string]string{"integration": n} }
+	checkSamples(t, scrape(t, reg), []sample{
+		{"rotator_credential_age_seconds", age("a"), now.Sub(created).Seconds()},
+		{"rotator_credential_age_seconds", age("b"), now.Sub(created).Seconds()},
+		{"rotator_credential_max_age_seconds", age("a"), 48 * 3600},
+		{"rotator_credential_max_age_seconds", age("v1"), 3600},
+	}, []sample{
+		{"rotator_credential_age_seconds", age("v1"), 0},
+		{"rotator_credential_max_age_seconds", age("b"), 0},
+		{"rotator_credential_max_age_seconds", age("gone"), 0},
+	})
+
+	// The age grows between passes; a newer version read brings it down.
+	now = now.Add(time.Hour)
+	m.ObservePass(rotate.Report{Trigger: rotate.TriggerSchedule, Started: t0, Finished: t1, Outcomes: []rotate.Outcome{
+		{Name: "b", Provider: "pb", Result: rotate.ResultPushed, VaultCreated: &newer},
+	}})
+	checkSamples(t, scrape(t, reg), []sample{
+		{"rotator_credential_age_seconds", age("a"), now.Sub(created).Seconds()},
+		{"rotator_credential_age_seconds", age("b"), now.Sub(newer).Seconds()},
+	}, nil)
+
+	// Removed integrations lose both series; a new max_age map replaces the old.
+	m.Retain(map[string]string{"b": "pb", "v1": "pv"})
+	m.SetMaxAges(map[string]time.Duration{"b": time.Minute})
+	checkSamples(t, scrape(t, reg), []sample{
+		{"rotator_credential_age_seconds", age("b"), now.Sub(newer).Seconds()},
+		{"rotator_credential_max_age_seconds", age("b"), 60},
+	}, []sample{
+		{"rotator_credential_age_seconds", age("a"), 0},
+		{"rotator_credential_max_age_seconds", age("a"), 0},
+		{"rotator_credential_max_age_seconds", age("v1"), 0},
+	})
+	m.Retain(nil)
+	m.SetMaxAges(nil)
+	for _, name := range []string{"rotator_credential_age_seconds", "rotator_credential_max_age_seconds"} {
+		if got := testutil.CollectAndCount(reg, name); got != 0 {
+			t.Errorf("%s after Retain(nil): got %d series, want 0", name, got)
+		}
+	}
 }
 
 var (
-	t0 = time.Date(2025, 3, 1, 3, 0, 0, 0, time.UTC)
-	t1 = t0.Add(3 * time.Second)
+	t0      = time.Date(2025, 3, 1, 3, 0, 0, 0, time.UTC)
+	t1      = t0.Add(3 * time.Second)
+	created = t0.Add(-time.Hour) // the KV v2 version sampleReport read
 )
 
 // sampleReport is a report with one pushed and one failed integration.
 func sampleReport(req rotate.Request) rotate.Report {
 	return rotate.Report{Trigger: req.Trigger, DryRun: req.DryRun, Started: t0, Finished: t1, Outcomes: []rotate.Outcome{
-		{Name: "twilio-main", ID: "1161", Provider: "twilio_sms", VaultPath: "secret/ocamba/twilio-main", VaultVersion: 4, Result: rotate.ResultPushed, Settings: []string{"auth_token"}},
+		{Name: "twilio-main", ID: "1161", Provider: "twilio_sms", VaultPath: "secret/ocamba/twilio-main", VaultVersion: 4, VaultCreated: &created, Result: rotate.ResultPushed, Settings: []string{"auth_token"}},
 		{Name: "mail", ID: "42", Provider: "sendgrid", VaultPath: "secret/ocamba/mail", VaultVersion: 2, Result: rotate.ResultFailed, Error: "hood: 500", TraceID: "trace-1"},
 	}}
 }

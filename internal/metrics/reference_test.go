@@ -64,8 +64,10 @@ func registerLikeRun(t *testing.T, reg prometheus.Registerer) {
 	}
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	m.Retain(map[string]string{"a": "twilio_sms"})
+	m.SetMaxAges(map[string]time.Duration{"a": time.Hour})
+	created := t0.Add(-time.Minute)
 	m.ObservePass(rotate.Report{Trigger: rotate.TriggerSchedule, Started: t0, Finished: t0.Add(time.Second), Outcomes: []rotate.Outcome{
-		{Name: "a", Provider: "twilio_sms", VaultVersion: 3, Result: rotate.ResultPushed},
+		{Name: "a", Provider: "twilio_sms", VaultVersion: 3, VaultCreated: &created, Result: rotate.ResultPushed},
 	}})
 	m.ObserveHood("PATCH", 204, time.Second)
 	m.ObserveVault("read", "ok")

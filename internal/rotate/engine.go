@@ -102,17 +102,20 @@ var ErrStopping = errors.New("not pushed: shutting down")
 // Outcome is what happened to one integration in a pass. It never holds a
 // secret value: Err's text is built from names and paths only.
 type Outcome struct {
-	Name         string   `json:"name"`
-	ID           string   `json:"id"`
-	Provider     string   `json:"provider"`
-	VaultPath    string   `json:"vault_path"`
-	VaultVersion int      `json:"vault_version"`
-	Result       Result   `json:"result"`
-	Error        string   `json:"error,omitempty"`
-	TraceID      string   `json:"trace_id,omitempty"`
-	Settings     []string `json:"settings,omitempty"` // names of the settings pushed (or to push)
-	Warnings     []string `json:"warnings,omitempty"`
-	Reason       string   `json:"reason,omitempty"` // why unchanged
+	Name         string `json:"name"`
+	ID           string `json:"id"`
+	Provider     string `json:"provider"`
+	VaultPath    string `json:"vault_path"`
+	VaultVersion int    `json:"vault_version"`
+	// VaultCreated is when the KV v2 version read was written (nil for KV
+	// v1, or when the secret could not be read): the credential's age.
+	VaultCreated *time.Time `json:"vault_created_at,omitempty"`
+	Result       Result     `json:"result"`
+	Error        string     `json:"error,omitempty"`
+	TraceID      string     `json:"trace_id,omitempty"`
+	Settings     []string   `json:"settings,omitempty"` // names of the settings pushed (or to push)
+	Warnings     []string   `json:"warnings,omitempty"`
+	Reason       string     `json:"reason,omitempty"` // why unchanged
 	// Doubt is why Hood may hold settings other than the last confirmed
 	// push (an unconfirmed push may have landed, the last attempt failed):
 	// the reason a push is made, or would be, even for unchanged settings.
@@ -281,6 +284,9 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 			continue
 		}
 		o.VaultVersion = r.kv.Version
+		if created := r.kv.Created; !created.IsZero() {
+			o.VaultCreated = &created
+		}
 		built, err := BuildSettings(in, r.kv)
 		o.Settings, o.Warnings = built.Names(), built.Warnings
 		if err != nil {

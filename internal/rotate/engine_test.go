@@ -26,6 +26,8 @@ type fakeVault struct {
 	reads   map[string]int
 	// versions serves ReadKVVersion: "mount/path@N" -> data.
 	versions map[string]map[string]string
+	// created is the KV v2 created_time ReadKV answers, by "mount/path".
+	created map[string]time.Time
 }
 
 func (f *fakeVault) ReadKV(_ context.Context, mount, path string, kvVersion int) (*vault.KV, error) {
@@ -40,7 +42,9 @@ func (f *fakeVault) ReadKV(_ context.Context, mount, path string, kvVersion int)
 	if !ok {
 		return nil, &vault.Error{Op: "read", Mount: mount, Path: path, Kind: vault.KindNotFound, Err: vault.ErrNotFound}
 	}
-	return kvOf(data, nil), nil
+	kv := kvOf(data, nil)
+	kv.Created = f.created[key]
+	return kv, nil
 }
 
 // fakeHood records pushes and fails the ids it is told to. Every
@@ -240,5 +244,33 @@ func TestPassEnvTokenDryRunAndOnly(t *testing.T) {
 	rep, _ = eng.Pass(context.Background(), rotate.Request{Only: []string{"tg-1"}})
 	if rep.Outcomes[0].Result != rotate.ResultPushed || fh.tokens[0] != "env-token" {
 		t.Errorf("got %s with token %q, want pushed with the env token", rep.Outcomes[0].Result, fh.tokens)
+	}
+}
+
+func TestPassCarriesTheVaultCreatedTime(t *testing.T) {
+	fv, fh := newFakes()
+	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+	fv.secrets["secret/v1"] = map[string]string{"auth_token": sentinel, "chat_id": "1"} // no created time, as KV v1
+	created := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	fv.created = map[string]time.Time{"secret/a": created}
+	fh.fail["1001"] = errors.New("boom")
+	paths := []string{"a", "a", "v1"}
+	cfg := engineConfig(len(paths), func(i int) string { return paths[i] })
+	eng := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, State: newState(t)})
+
+	for _, req := range []rotate.Request{{DryRun: true}, {Trigger: rotate.TriggerCLI}, {Trigger: rotate.TriggerCLI}} {
+		rep, err := eng.Pass(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range rep.Outcomes {
+			switch {
+			case paths[i] == "v1" && o.VaultCreated != nil:
+				t.Errorf("dry run %v, %s (%s): got created %v, want none", req.DryRun, o.Name, o.Result, *o.VaultCreated)
+			case paths[i] == "a" && (o.VaultCreated == nil || !o.VaultCreated.Equal(created)):
+				t.Errorf("dry run %v, %s (%s): got created %v, want %v", req.DryRun, o.Name, o.Result, o.VaultCreated, created)
+			}
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -22,6 +23,9 @@ type KV struct {
 	KVVersion int
 	// Version is the KV v2 version read (the current one); 0 for KV v1.
 	Version int
+	// Created is when that KV v2 version was written (the read's
+	// metadata.created_time); zero for KV v1, which keeps no such time.
+	Created time.Time
 	// Data holds the secret's string values by key.
 	Data map[string]secret.Value
 	// NonString maps each key whose value is not a string to the JSON kind
@@ -148,6 +152,7 @@ func (c *Client) readOnce(ctx context.Context, base Error) (*KV, error) {
 	}
 	if s.VersionMetadata != nil {
 		kv.Version = s.VersionMetadata.Version
+		kv.Created = s.VersionMetadata.CreatedTime
 	}
 	for k, v := range s.Data {
 		if str, ok := v.(string); ok {

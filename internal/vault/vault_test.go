@@ -216,6 +216,8 @@ func TestReadKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := uniq("ocamba") // new paths on each run
+	// Vault runs on this machine: its clock is ours, give or take a second.
+	written := time.Now().Add(-time.Second)
 	if _, err := s.PutKV(ctx, "secret", p+"/twilio", map[string]any{"auth_token": "old", "account_sid": "AC1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +278,12 @@ func TestReadKV(t *testing.T) {
 			}
 			if kv.Version != tt.wantVersion || kv.KVVersion != tt.wantKVVersion {
 				t.Errorf("version, kv version: got %d, %d; want %d, %d", kv.Version, kv.KVVersion, tt.wantVersion, tt.wantKVVersion)
+			}
+			switch now := time.Now().Add(time.Second); {
+			case kv.KVVersion == 1 && !kv.Created.IsZero():
+				t.Errorf("created: got %v for KV v1, want zero", kv.Created)
+			case kv.KVVersion == 2 && (kv.Created.Before(written) || kv.Created.After(now)):
+				t.Errorf("created: got %v, want between %v and %v", kv.Created, written, now)
 			}
 			if kv.Mount != strings.Trim(tt.mount, "/") || kv.Path != strings.Trim(tt.path, "/") {
 				t.Errorf("mount, path: got %q, %q; want them without slashes", kv.Mount, kv.Path)
