@@ -196,7 +196,7 @@ func TestRunScheduleForceAuthAndMetrics(t *testing.T) {
 	f.put("secret", "tg", map[string]any{"auth_token": sentinel, "chat_id": "1"})
 	f.put("secret", "sg", map[string]any{"api_key": sentinel})
 	cfg := f.runConfig("", `schedule: "@every 1s"`, `  - {name: tg, id: "901", provider: telegram, source: {mount: secret, path: "{P}/tg"}}
-  - {name: sg, id: "902", provider: sendgrid_email, source: {mount: secret, path: "{P}/sg"}, schedule: "@every 1h"}
+  - {name: sg, id: "902", provider: sendgrid_email, source: {mount: secret, path: "{P}/sg"}, schedule: "@every 1h", max_age: 720h}
 `)
 	d := f.startDaemon(cfg)
 
@@ -261,6 +261,20 @@ func TestRunScheduleForceAuthAndMetrics(t *testing.T) {
 	}
 	if st[0]["last_result"] != "pushed" && st[0]["last_result"] != "unchanged" {
 		t.Errorf("status of tg: last_result %v", st[0]["last_result"])
+	}
+
+	// Credential age: from the created_time of the version read (just
+	// written, so seconds old), and max_age where it is set.
+	if got := d.metric("rotator_credential_max_age_seconds", map[string]string{"integration": "sg"}); got != 720*3600 {
+		t.Errorf("rotator_credential_max_age_seconds{sg}: got %v, want %v", got, 720*3600)
+	}
+	if got := d.metric("rotator_credential_max_age_seconds", map[string]string{"integration": "tg"}); got != -1 {
+		t.Errorf("rotator_credential_max_age_seconds{tg}: got %v, want no series (no max_age)", got)
+	}
+	for _, n := range []string{"tg", "sg"} {
+		if got := d.metric("rotator_credential_age_seconds", map[string]string{"integration": n}); got < 0 || got > 600 {
+			t.Errorf("rotator_credential_age_seconds{%s}: got %v, want a few seconds", n, got)
+		}
 	}
 
 	// Every metric of docs/reference.md, with its type and labels, and no other.
