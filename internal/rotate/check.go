@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/provider"
 	"github.com/ocamba-rotator/rotator/internal/secret"
@@ -22,6 +23,9 @@ import (
 type ProviderChecker interface {
 	Check(ctx context.Context, provider string, settings map[string]secret.Value) error
 }
+
+// errNoChecker is the reason of an engine built without a checker.
+var errNoChecker = errors.New("no provider checker configured")
 
 // Reasons an integration with provider_check is not pushed.
 var (
@@ -53,17 +57,21 @@ func (e *ProviderCheckError) Unwrap() []error {
 	return []error{ErrProviderUnchecked, e.Err}
 }
 
-// askProvider asks the checker about the credential of a job whose
-// integration opted in; nil when the push may go on.
-func (e *Engine) askProvider(ctx context.Context, j job) error {
-	if e.checker == nil || !j.in.ProviderCheck {
+// askProvider asks the checker about the settings of an integration that
+// opted in; nil when the push may go on. Without a checker an integration
+// that opted in is never pushed (fail closed).
+func (e *Engine) askProvider(ctx context.Context, in config.Integration, settings map[string]secret.Value) error {
+	if !in.ProviderCheck {
 		return nil
 	}
-	err := e.checker.Check(ctx, j.in.Provider, j.built.Settings)
+	err := errNoChecker
+	if e.checker != nil {
+		err = e.checker.Check(ctx, in.Provider, settings)
+	}
 	if err == nil {
 		return nil
 	}
-	pe := &ProviderCheckError{Provider: j.in.Provider, Err: err, Refused: errors.Is(err, provider.ErrRefused)}
+	pe := &ProviderCheckError{Provider: in.Provider, Err: err, Refused: errors.Is(err, provider.ErrRefused)}
 	var refused *provider.RefusedError
 	switch {
 	case errors.As(err, &refused):
@@ -74,13 +82,13 @@ func (e *Engine) askProvider(ctx context.Context, j job) error {
 		if refused.Status != 0 {
 			reason += fmt.Sprintf(" (HTTP %d)", refused.Status)
 		}
-		pe.msg = fmt.Sprintf("refused by %s: %s: not pushed", j.in.Provider, reason)
+		pe.msg = fmt.Sprintf("refused by %s: %s: not pushed", in.Provider, reason)
 	case pe.Refused:
-		pe.msg = fmt.Sprintf("refused by %s: %v: not pushed", j.in.Provider, err)
+		pe.msg = fmt.Sprintf("refused by %s: %v: not pushed", in.Provider, err)
 	default:
-		pe.msg = fmt.Sprintf("could not check with the provider %s: %v: not pushed", j.in.Provider, err)
+		pe.msg = fmt.Sprintf("could not check with the provider %s: %v: not pushed", in.Provider, err)
 	}
-	pe.msg = scrubSettings(pe.msg, j.in.Provider, j.built.Settings)
+	pe.msg = scrubSettings(pe.msg, in.Provider, settings)
 	return pe
 }
 

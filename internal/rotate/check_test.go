@@ -122,8 +122,8 @@ func TestPassProviderCheck(t *testing.T) {
 	}
 }
 
-// Without a checker (no integration opted in at build), provider_check
-// asks nothing and pushes as before.
+// An engine built without a checker never pushes an integration that opted
+// in to provider_check: it fails closed.
 func TestPassProviderCheckNilChecker(t *testing.T) {
 	fv, fh := newFakes()
 	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
@@ -134,7 +134,55 @@ func TestPassProviderCheckNilChecker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Outcomes[0].Result != rotate.ResultPushed {
-		t.Errorf("got %s (%s), want pushed", rep.Outcomes[0].Result, rep.Outcomes[0].Error)
+	// Fail closed: an integration that opted in is never pushed unchecked.
+	if o := rep.Outcomes[0]; o.Result != rotate.ResultFailed || !strings.Contains(o.Error, "no provider checker configured") || patches(fh) != 0 {
+		t.Errorf("got %s (%s) with %d PATCHes, want failed, not pushed", o.Result, o.Error, patches(fh))
+	}
+}
+
+// checkerFunc adapts a function to rotate.ProviderChecker.
+type checkerFunc func(settings map[string]secret.Value) error
+
+func (f checkerFunc) Check(_ context.Context, _ string, settings map[string]secret.Value) error {
+	return f(settings)
+}
+
+// TestRollbackAsksTheProvider: a rollback is a push too: with
+// provider_check, the last good version is not pushed back when the
+// provider no longer accepts it (revoked after the rotation).
+func TestRollbackAsksTheProvider(t *testing.T) {
+	fv, fh := newFakes()
+	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+	cfg := engineConfig(1, func(int) string { return "a" })
+	cfg.Integrations[0].OnVerifyFailure = "rollback"
+	cfg.Integrations[0].ProviderCheck = true
+	st := newState(t)
+	var revoked sync.Map
+	checker := checkerFunc(func(s map[string]secret.Value) error {
+		if _, ok := revoked.Load(s["auth_token"].Reveal()); ok {
+			return &provider.RefusedError{Provider: "telegram", Status: 401, Reason: "Unauthorized"}
+		}
+		return nil
+	})
+	good := map[string]string{"auth_token": "good-" + sentinel, "chat_id": "1"}
+	fv.secrets["secret/a"] = good
+	fv.versions["secret/a@5"] = good
+	eng := rotate.New(cfg, rotate.Options{Vault: versioned{fv, 5}, Hood: fh, State: st, Checker: checker})
+	if o := onePass(t, eng, rotate.Request{}); o.Result != rotate.ResultPushed {
+		t.Fatalf("version 5: got %s %v, want pushed", o.Result, o.Err)
+	}
+	revoked.Store(good["auth_token"], true) // the old key is revoked at the provider
+	fv.secrets["secret/a"] = map[string]string{"auth_token": "bad-" + sentinel, "chat_id": "1"}
+	eng = rotate.New(cfg, rotate.Options{Vault: versioned{fv, 6}, Hood: fh, State: st, Checker: checker})
+	before := patches(fh)
+	o := onePass(t, eng, rotate.Request{})
+	if o.Result != rotate.ResultFailed || o.RolledBack || !strings.Contains(o.Error, "rollback not pushed") || !strings.Contains(o.Error, "refused by") {
+		t.Errorf("version 6: got %s rolled_back=%v %q, want failed, the rollback refused by the provider", o.Result, o.RolledBack, o.Error)
+	}
+	if got := patches(fh) - before; got != 1 {
+		t.Errorf("PATCHes: got %d, want 1 (version 6 only, no rollback of a revoked key)", got)
+	}
+	if strings.Contains(o.Error, sentinel) {
+		t.Errorf("the outcome's error carries a secret value")
 	}
 }

@@ -114,15 +114,6 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		return d
 	}
 
-	// Ask the provider first (provider_check): a credential it refuses, or
-	// one it could not judge, is never pushed. Nothing has been sent to
-	// Hood nor begun in the state: the pass notes the failure as it does
-	// every failure before a push.
-	if err := e.askProvider(ctx, j); err != nil {
-		o.Err = err
-		return
-	}
-
 	// Durably note the push before making it: a crash from here on leaves
 	// it Pending, so the next pass knows Hood may hold it and pushes again.
 	// A shared state takes the lease here, on the record version the
@@ -138,6 +129,17 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 			return
 		}
 		o.Err = fmt.Errorf("write state before the push: %w", err)
+		return
+	}
+	// Ask the provider (provider_check), under the lease so that one
+	// rotator's failed check cannot make another's push lose its Begin: a
+	// credential it refuses, or one it could not judge, is never pushed.
+	if err := e.askProvider(ctx, in, j.built.Settings); err != nil {
+		fail(err, nil) // releases a shared state's lease
+		return
+	}
+	if stopped(req.Stop) || ctx.Err() != nil { // the check may have taken a while
+		fail(ErrStopping, nil)
 		return
 	}
 	live, note, err := e.preflight(ctx, token, in, j.built)
@@ -383,6 +385,9 @@ func (e *Engine) rollback(ctx context.Context, token secret.Value, j job, live *
 		d := state.Doubt{Pushed: p, Why: whyRollback}
 		d.At = e.now()
 		return &d
+	}
+	if err := e.askProvider(ctx, j.in, b.Settings); err != nil {
+		return nil, fmt.Errorf("rollback not pushed: %w", err)
 	}
 	// With a shared state: no lease, no rollback PATCH.
 	var lost leaseLost
