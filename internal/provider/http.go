@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,30 @@ const (
 
 // errBodyTooLong is readBody's error for an answer over maxBody bytes.
 var errBodyTooLong = fmt.Errorf("answer longer than %d bytes", maxBody)
+
+// parseBaseURL parses a client's base URL, def when raw is empty: an
+// absolute http(s) URL without credentials, query or fragment, its path
+// without a trailing slash. Its error quotes nothing of raw (which could
+// hold credentials).
+func parseBaseURL(provider, raw, def string) (*url.URL, error) {
+	if raw == "" {
+		raw = def
+	}
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%s: base URL: want an absolute http(s) URL without credentials, query or fragment", provider)
+	}
+	u.RawPath = ""
+	return u, nil
+}
+
+// orDiscard is l, or a logger that drops everything when l is nil.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
 
 // newHTTPClient returns a copy of c (a new client when nil) that never
 // follows a redirect (it would carry the credential wherever it points)

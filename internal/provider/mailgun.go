@@ -89,28 +89,15 @@ type MailgunKey struct {
 
 // NewMailgun builds a Mailgun client.
 func NewMailgun(opts MailgunOptions) (*Mailgun, error) {
-	raw := opts.BaseURL
-	if raw == "" {
-		raw = MailgunBaseURL
-	}
-	u, err := url.Parse(raw)
+	u, err := parseBaseURL(MailgunProvider, opts.BaseURL, MailgunBaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("%s: base URL: %w", MailgunProvider, err)
+		return nil, err
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%s: base URL must be an absolute http(s) URL without credentials, query or fragment", MailgunProvider)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	u.RawPath = ""
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = MailgunDefaultTTL
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Mailgun{base: u, httpc: newHTTPClient(opts.HTTPClient, timeout), log: log}, nil
+	return &Mailgun{base: u, httpc: newHTTPClient(opts.HTTPClient, timeout), log: orDiscard(opts.Logger)}, nil
 }
 
 // Check asks Mailgun whether key may read domain (GET /v3/domains/{domain}).

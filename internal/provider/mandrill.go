@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/secret"
@@ -58,27 +57,16 @@ func (e *MandrillAPIError) Error() string {
 
 // NewMandrill returns a Mandrill client.
 func NewMandrill(opts MandrillOptions) (*Mandrill, error) {
-	raw := opts.BaseURL
-	if raw == "" {
-		raw = MandrillBaseURL
-	}
-	base, err := url.Parse(strings.TrimRight(raw, "/"))
+	base, err := parseBaseURL(MandrillProvider, opts.BaseURL, MandrillBaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("%s: base URL: %w", MandrillProvider, err)
-	}
-	if (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" || base.RawQuery != "" || base.Fragment != "" || base.User != nil {
-		return nil, fmt.Errorf("%s: base URL %q: want http(s)://host[/path]", MandrillProvider, base.Redacted())
+		return nil, err
 	}
 	// The key is in the body: a 307/308 must not resend it elsewhere.
 	httpc := newHTTPClient(opts.HTTPClient, mandrillDefaultTimeout)
 	if opts.Timeout > 0 {
 		httpc.Timeout = opts.Timeout
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Mandrill{base: base, httpc: httpc, log: log}, nil
+	return &Mandrill{base: base, httpc: httpc, log: orDiscard(opts.Logger)}, nil
 }
 
 // mandrillErrorBody is Mandrill's error object.

@@ -88,24 +88,16 @@ func (e *SendGridStatusError) Retryable() bool { return false }
 // NewSendGrid returns a SendGrid client. It fails on a base URL that is not
 // an absolute http(s) URL.
 func NewSendGrid(opts SendGridOptions) (*SendGrid, error) {
-	base := opts.BaseURL
-	if base == "" {
-		base = SendGridBaseURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s: base URL %q: want an absolute http(s) URL", sendgridProvider, base)
+	u, err := parseBaseURL(sendgridProvider, opts.BaseURL, SendGridBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = SendGridDefaultTimeout
 	}
 	hc := newHTTPClient(opts.HTTPClient, timeout)
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &SendGrid{base: strings.TrimRight(base, "/"), hc: hc, log: log}, nil
+	return &SendGrid{base: u.String(), hc: hc, log: orDiscard(opts.Logger)}, nil
 }
 
 // Check asks SendGrid whether key works (GET /v3/scopes) and returns the

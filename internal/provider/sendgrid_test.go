@@ -85,10 +85,17 @@ func sendgridWantNames(t *testing.T, err error, op string) {
 	}
 }
 
+// sgSentinelForURL is a password inside a base URL: never in an error.
+const sgSentinelForURL = "SENTINEL-URL-PASSWORD"
+
 func TestNewSendGridBaseURL(t *testing.T) {
-	for _, base := range []string{"api.sendgrid.com", "ftp://x", "http://", "::"} {
-		if _, err := provider.NewSendGrid(provider.SendGridOptions{BaseURL: base}); err == nil {
-			t.Errorf("base %q: got nil error, want one", base)
+	for _, base := range []string{"api.sendgrid.com", "ftp://x", "http://", "::", "https://u:pw-" + sgSentinelForURL + "@api.sendgrid.com"} {
+		_, err := provider.NewSendGrid(provider.SendGridOptions{BaseURL: base})
+		switch {
+		case err == nil:
+			t.Errorf("base %q: got nil error, want one", strings.ReplaceAll(base, sgSentinelForURL, "S"))
+		case strings.Contains(err.Error(), sgSentinelForURL):
+			t.Errorf("base with credentials: the error quotes them")
 		}
 	}
 	if _, err := provider.NewSendGrid(provider.SendGridOptions{}); err != nil {

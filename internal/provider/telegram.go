@@ -50,27 +50,16 @@ type BotInfo struct {
 
 // NewTelegram returns a Telegram client.
 func NewTelegram(opts TelegramOptions) (*Telegram, error) {
-	raw := opts.BaseURL
-	if raw == "" {
-		raw = TelegramBaseURL
-	}
-	base, err := url.Parse(strings.TrimRight(raw, "/"))
+	base, err := parseBaseURL(TelegramProvider, opts.BaseURL, TelegramBaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("%s: base URL: %w", TelegramProvider, err)
-	}
-	if (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" || base.RawQuery != "" || base.Fragment != "" || base.User != nil {
-		return nil, fmt.Errorf("%s: base URL %q: want http(s)://host[/path]", TelegramProvider, base.Redacted())
+		return nil, err
 	}
 	// The token is in the path: a redirect must not carry it elsewhere.
 	httpc := newHTTPClient(opts.HTTPClient, telegramDefaultTimeout)
 	if opts.Timeout > 0 {
 		httpc.Timeout = opts.Timeout
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Telegram{base: base, httpc: httpc, log: log}, nil
+	return &Telegram{base: base, httpc: httpc, log: orDiscard(opts.Logger)}, nil
 }
 
 // telegramAnswer is the Bot API's envelope.
