@@ -142,7 +142,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		fail(ErrStopping, nil)
 		return
 	}
-	live, note, err := e.preflight(ctx, token, in, j.built)
+	live, note, err := e.preflight(ctx, token, in)
 	if err != nil {
 		fail(err, nil) // releases a shared state's lease
 		return
@@ -266,28 +266,17 @@ func (e *Engine) writeAudit(o *Outcome, r audit.Record) {
 // expected is only a note, returned for the outcome's warnings), and every
 // setting to push must be in the live provider's schema (Hood drops unknown
 // settings silently).
-func (e *Engine) preflight(ctx context.Context, token secret.Value, in config.Integration, b Built) (live *hood.Integration, note string, err error) {
+func (e *Engine) preflight(ctx context.Context, token secret.Value, in config.Integration) (live *hood.Integration, note string, err error) {
 	live, err = e.hood.GetIntegration(ctx, token, in.ID)
 	if err != nil {
 		return nil, "", fmt.Errorf("read integration %s from Hood: %w", in.ID, err)
 	}
+	// The live settings list must equal the configured provider's, and
+	// BuildSettings builds only that provider's settings: no setting pushed
+	// can be one Hood would drop silently.
 	note, err = checkProvider(in, live)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %w", ErrPreflight, err)
-	}
-	schema := make([]string, 0, len(live.Provider.Settings))
-	for _, s := range live.Provider.Settings {
-		schema = append(schema, s.Name)
-	}
-	var missing []string
-	for _, name := range b.Names() {
-		if !slices.Contains(schema, name) {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, "", fmt.Errorf("%w: setting(s) %s not in the live schema of integration %s (provider %s lists %s): Hood would drop them",
-			ErrPreflight, strings.Join(missing, ", "), in.ID, live.Provider.Name, strings.Join(schema, ", "))
 	}
 	return live, note, nil
 }
