@@ -223,10 +223,15 @@ func (m *Recorder) ObservePass(rep rotate.Report) {
 				continue
 			}
 		}
-		if o.VaultCreated != nil {
+		switch {
+		case o.VaultCreated != nil:
 			// Whatever the result: the secret was read, and it is what
 			// consumers read.
 			m.created[o.Name] = *o.VaultCreated
+		case o.Result != rotate.ResultFailed:
+			// Read, with no created_time (a KV v1 source, say after a
+			// reload moved the integration): no age is known any more.
+			delete(m.created, o.Name)
 		}
 		switch o.Result {
 		case rotate.ResultPushed, rotate.ResultUnchanged, rotate.ResultFailed:

@@ -484,6 +484,21 @@ func TestCredentialAge(t *testing.T) {
 		{"rotator_credential_age_seconds", age("b"), now.Sub(newer).Seconds()},
 	}, nil)
 
+	// A pass that read b's secret with no created_time (moved to a KV v1
+	// source) ends its age; a failure before any read keeps a's.
+	m.ObservePass(rotate.Report{Trigger: rotate.TriggerSchedule, Started: t0, Finished: t1, Outcomes: []rotate.Outcome{
+		{Name: "a", Provider: "pa", Result: rotate.ResultFailed},
+		{Name: "b", Provider: "pb", Result: rotate.ResultUnchanged},
+	}})
+	checkSamples(t, scrape(t, reg), []sample{
+		{"rotator_credential_age_seconds", age("a"), now.Sub(created).Seconds()},
+	}, []sample{
+		{"rotator_credential_age_seconds", age("b"), 0},
+	})
+	m.ObservePass(rotate.Report{Trigger: rotate.TriggerSchedule, Started: t0, Finished: t1, Outcomes: []rotate.Outcome{
+		{Name: "b", Provider: "pb", Result: rotate.ResultPushed, VaultCreated: &newer},
+	}})
+
 	// Removed integrations lose both series; a new max_age map replaces the old.
 	m.Retain(map[string]string{"b": "pb", "v1": "pv"})
 	m.SetMaxAges(map[string]time.Duration{"b": time.Minute})
