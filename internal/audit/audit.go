@@ -25,7 +25,7 @@ const maxPerm fs.FileMode = 0o600
 // Record is one audit event. It holds names and metadata, never a value.
 type Record struct {
 	Time        time.Time `json:"time"`               // when; Write fills in now when zero; written in UTC
-	Event       string    `json:"event"`              // "push" | "verify" | "rollback"
+	Event       string    `json:"event"`              // "push" | "verify" | "rollback" | "rotation"
 	Trigger     string    `json:"trigger"`            // "schedule" | "admin" | "startup" | "cli"
 	Caller      string    `json:"caller,omitempty"`   // admin client's address
 	Integration string    `json:"integration"`        // integration name from the config
@@ -37,6 +37,9 @@ type Record struct {
 	Result      string    `json:"result"`             // "ok" | "failed" | "rolled_back" ...
 	Error       string    `json:"error,omitempty"`    // error text; must not contain a value
 	TraceID     string    `json:"trace_id,omitempty"` // Hood's trace id
+	Rotation    string    `json:"rotation,omitempty"` // rotation name (event "rotation")
+	Step        string    `json:"step,omitempty"`     // rotation step reached (event "rotation")
+	KeyID       string    `json:"key_id,omitempty"`   // provider key id of the step, never a value
 }
 
 // Log is an open audit log. A Log from Open("") and a nil *Log discard every

@@ -28,6 +28,10 @@ type Config struct {
 	// provider's API that integrations with provider_check ask; a provider
 	// left out uses its client's public URL (EU regions, tests).
 	ProviderAPI map[string]string `yaml:"provider_api"`
+	// Rotations are the credentials rotator mints at their provider
+	// (docs/rotation.md); RotationRecords is where their step records live.
+	Rotations       []Rotation      `yaml:"rotations"`
+	RotationRecords RotationRecords `yaml:"rotation_records"`
 
 	// lines maps a YAML path ("integrations[2].fields.api_kye") to its line
 	// in the file it was loaded from; filled by Load, used by Validate.
@@ -340,6 +344,7 @@ func (c *Config) ApplyDefaults(getenv func(string) string) {
 
 	ha := &c.HA
 	or(&ha.Mode, HAModeNone)
+	defer c.rotationDefaults(unset)
 	if unset("ha.lease_ttl", ha.LeaseTTL == 0) {
 		ha.LeaseTTL = Duration(DefaultLeaseTTL)
 	}

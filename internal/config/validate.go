@@ -95,6 +95,7 @@ func (c *Config) Validate(getenv func(string) string) error {
 	v.ha()
 	v.watch()
 	v.providerAPI()
+	v.rotations()
 	if len(v.problems) == 0 {
 		return nil
 	}

@@ -48,7 +48,8 @@ const (
 	TriggerAdmin    Trigger = "admin"
 	TriggerStartup  Trigger = "startup"
 	TriggerCLI      Trigger = "cli"
-	TriggerWatch    Trigger = "watch" // watch mode: a watched Vault path changed (docs/ha.md)
+	TriggerWatch    Trigger = "watch"    // watch mode: a watched Vault path changed (docs/ha.md)
+	TriggerRotation Trigger = "rotation" // a rotation pushes a new credential to its consumers (docs/rotation.md)
 )
 
 // Result is the outcome of one integration in a pass.

@@ -5,9 +5,12 @@ package runtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/provider"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
 	"github.com/ocamba-rotator/rotator/internal/state"
 	"github.com/ocamba-rotator/rotator/internal/vault"
 )
@@ -35,18 +39,22 @@ type Options struct {
 	ObserveVault func(operation, result string)
 	OnVaultAuth  func(authenticated bool)
 	ObserveHood  func(method string, code int, d time.Duration)
+	// OnRotationStep is called after each step a rotation records (metrics).
+	OnRotationStep func(rotation.Record)
 }
 
 // Runtime is everything built from one configuration (the Hood client is
 // the engine's).
 type Runtime struct {
-	Vault   *vault.Client
-	State   rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
-	Audit   *audit.Log
-	Engine  *rotate.Engine
-	Limiter *hood.Limiter // paces the Hood client
-	Limits  hood.Limits   // the configuration's rate limits
-	closers []func() error
+	Vault  *vault.Client
+	State  rotate.State // the local state file, or (ha.mode vault) the records shared through Vault
+	Audit  *audit.Log
+	Engine *rotate.Engine
+	// Rotations runs the configuration's rotations; nil when it has none.
+	Rotations *rotation.Runner
+	Limiter   *hood.Limiter // paces the Hood client
+	Limits    hood.Limits   // the configuration's rate limits
+	closers   []func() error
 }
 
 // ConfigError is a configuration that cannot be built into clients (a
@@ -92,7 +100,44 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, err
 		return nil, errors.Join(&ConfigError{Err: fmt.Errorf("provider_api: %w", err)}, rt.Close())
 	}
 	rt.Engine = rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger, Checker: checker})
+	if rt.Rotations, err = rt.rotations(cfg, opts); err != nil {
+		return nil, errors.Join(err, rt.Close())
+	}
 	return rt, nil
+}
+
+// rotations builds the runner of cfg's rotations (nil when it has none):
+// its provider clients use provider_api's base URLs, and its lease holder
+// is named ha.identity (else the host name) and a random suffix.
+func (rt *Runtime) rotations(cfg *config.Config, opts Options) (*rotation.Runner, error) {
+	if len(cfg.Rotations) == 0 {
+		return nil, nil
+	}
+	var c rotation.Clients
+	var err error
+	log := opts.Logger
+	if c.SendGrid, err = provider.NewSendGrid(provider.SendGridOptions{BaseURL: cfg.ProviderAPI["sendgrid_email"], Timeout: ProviderCheckTimeout, Logger: log}); err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("provider_api: %w", err)}
+	}
+	if c.Mailgun, err = provider.NewMailgun(provider.MailgunOptions{BaseURL: cfg.ProviderAPI["mailgun_email"], Timeout: ProviderCheckTimeout, Logger: log}); err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("provider_api: %w", err)}
+	}
+	tw := cfg.ProviderAPI["twilio_sms"] // one URL serves both Twilio hosts' paths
+	c.Twilio = provider.NewTwilio(provider.TwilioOptions{APIURL: tw, AccountsURL: tw, Timeout: ProviderCheckTimeout, Logger: log})
+	label := cfg.HA.Identity
+	if label == "" {
+		if label, err = os.Hostname(); err != nil || label == "" {
+			label = config.DefaultIdentity
+		}
+	}
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("draw the rotation lease suffix: %w", err)
+	}
+	return rotation.New(rotation.Options{
+		Config: cfg, Vault: rt.Vault, Passer: rt.Engine, Clients: c, Audit: rt.Audit, Logger: log,
+		Identity: label + "#" + hex.EncodeToString(b), LeaseTTL: cfg.HA.LeaseTTL.D(), OnStep: opts.OnRotationStep,
+	}), nil
 }
 
 // ProviderCheckTimeout bounds one check with a provider (provider_check).
