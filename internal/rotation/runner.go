@@ -64,9 +64,11 @@ type Options struct {
 	Now      func() time.Time
 	// OnStep is called after each write of a record (metrics); optional.
 	OnStep func(Record)
-	// Crash, in tests, is called at each step boundary and around each
-	// provider call with the point's name; an error stops the run there
-	// as a crash would (nothing more written, the lease left to expire).
+	// Crash, in tests, is called after each step is recorded (with the
+	// step's name) and after each provider call, Vault write and pass
+	// (minted, stored in vault, pushed, revoked, restored, discarded); an
+	// error stops the run there as a crash would (nothing more written,
+	// the lease left to expire).
 	Crash func(point string) error
 }
 
@@ -232,12 +234,13 @@ func (r *Runner) crash(point string) error {
 // step writes the record moved to step by change, then audits and reports it.
 func (r *Runner) step(ctx context.Context, ru *run, step Step, change func(*Record)) error {
 	err := ru.l.save(ctx, func(rec *Record) {
-		if rec.Step != step {
-			rec.Since = r.o.Now().UTC()
-		}
-		rec.Name, rec.Provider, rec.Step = ru.rot.Name, ru.rot.Provider, step
+		prev := rec.Step
 		if change != nil {
 			change(rec)
+		}
+		rec.Name, rec.Provider, rec.Step = ru.rot.Name, ru.rot.Provider, step
+		if prev != step {
+			rec.Since = r.o.Now().UTC()
 		}
 	})
 	if err != nil {
@@ -253,7 +256,7 @@ func (r *Runner) step(ctx context.Context, ru *run, step Step, change func(*Reco
 	if r.o.OnStep != nil {
 		r.o.OnStep(rec)
 	}
-	return nil
+	return r.crash(string(step))
 }
 
 // audit writes one audit line of the run.
@@ -378,9 +381,6 @@ func (r *Runner) begin(ctx context.Context, ru *run) error {
 	if err != nil {
 		return err
 	}
-	if err := r.crash("minting"); err != nil {
-		return err
-	}
 	id, next, err := m.mint(ctx, cur, name)
 	if cerr := r.crash("minted"); cerr != nil {
 		return cerr
@@ -399,9 +399,6 @@ func (r *Runner) begin(ctx context.Context, ru *run) error {
 		rec.NewKeyID, rec.NewSalt, rec.NewHash = id, salt, hashOf(salt, next)
 	})
 	if err != nil {
-		return err
-	}
-	if err := r.crash("storing"); err != nil {
 		return err
 	}
 	data := reveal(kv.Data)
@@ -516,10 +513,7 @@ func (r *Runner) confirmAgain(ctx context.Context, ru *run) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("not revoking the old credential: not every consumer is confirmed on the new one: %s", joinList(bad))
 	}
-	if err := r.step(ctx, ru, StepRevoking, nil); err != nil {
-		return err
-	}
-	return r.crash("revoking")
+	return r.step(ctx, ru, StepRevoking, nil)
 }
 
 // revoke revokes the old credential and completes the run.
@@ -574,9 +568,6 @@ func (r *Runner) undo(ctx context.Context, ru *run, reason string) error {
 			return err
 		}
 		rec = ru.l.record()
-	}
-	if err := r.crash("undoing"); err != nil {
-		return err
 	}
 	s := ru.rot.Secret
 	kv, cur, err := r.readSecret(ctx, ru)

@@ -287,19 +287,30 @@ func (w *world) run(begin bool, crash func(string) error) (rotation.Result, erro
 // finish runs the rotation until it rests, waiting out grace.
 func (w *world) finish(begin bool) rotation.Result {
 	w.t.Helper()
+	res, err := w.until(begin, nil)
+	if err != nil {
+		w.t.Fatalf("run: %v", err)
+	}
+	return res
+}
+
+// until runs the rotation until it rests, waiting out grace, or until a
+// run fails.
+func (w *world) until(begin bool, crash func(string) error) (rotation.Result, error) {
+	w.t.Helper()
 	for range 20 {
-		res, err := w.run(begin, nil)
+		res, err := w.run(begin, crash)
 		if err != nil {
-			w.t.Fatalf("run: %v", err)
+			return res, err
 		}
 		if res.GraceUntil == nil {
-			return res
+			return res, nil
 		}
 		begin = false
 		time.Sleep(time.Until(*res.GraceUntil) + 10*time.Millisecond)
 	}
 	w.t.Fatal("the rotation did not come to rest in 20 runs")
-	return rotation.Result{}
+	return rotation.Result{}, nil
 }
 
 // record reads the rotation's record from Vault.
