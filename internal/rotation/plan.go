@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/config"
 )
@@ -72,7 +73,11 @@ func Plan(rot config.Rotation, rec Record, version int, consumers []string, stam
 	case StepStored:
 		return append([]string{"resume: push version " + fmt.Sprint(rec.NewVersion) + " to and verify it on " + who}, forward[5:]...)
 	case StepVerified:
-		return append([]string{"resume: wait for the grace period to end"}, forward[5:]...)[0:3]
+		wait := "resume: wait for the grace period to end"
+		if rec.GraceUntil != nil {
+			wait += " (" + rec.GraceUntil.UTC().Format(time.RFC3339) + ")"
+		}
+		return []string{wait, "confirm every consumer again: " + who, revoke}
 	case StepRevoking:
 		return []string{"resume: " + revoke}
 	case StepUndoing:

@@ -75,3 +75,32 @@ func TestRotationCompletes(t *testing.T) {
 		})
 	}
 }
+
+// A dry run reports the steps and writes nothing: no record, no new
+// version, no key, no Hood request.
+func TestDryRun(t *testing.T) {
+	w := newWorld(t, kinds[0], 2, "")
+	keys, patches := len(w.sg.Keys()), w.hood.Count("PATCH")
+	_, v := w.current()
+	rt, r := w.build(nil)
+	defer rt.Close()
+	res, err := r.Run(t.Context(), "rot", rotation.Request{DryRun: true, Begin: true})
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if !res.DryRun || len(res.Plan) != 8 || !strings.Contains(res.Plan[5], "2 consumers (c0, c1)") {
+		t.Errorf("dry run: got plan %q, want 8 steps naming the 2 consumers", res.Plan)
+	}
+	if _, v2 := w.current(); v2 != v {
+		t.Errorf("the secret moved from version %d to %d", v, v2)
+	}
+	if n := len(w.sg.Keys()); n != keys {
+		t.Errorf("SendGrid holds %d keys, want %d", n, keys)
+	}
+	if n := w.hood.Count("PATCH"); n != patches {
+		t.Errorf("Hood got %d PATCHes, want %d", n, patches)
+	}
+	if s, _ := vaultSrv.Client().Logical().Read("secret/data/" + w.prefix + "/records/rot"); s != nil {
+		t.Error("the dry run wrote a record")
+	}
+}

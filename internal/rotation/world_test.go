@@ -158,6 +158,7 @@ hood:
   token: {vault: {mount: secret, path: %s/hood, key: token}}
   rate_limit: {burst: 1000, per_minute: 100000}
   retry: {max_attempts: 2, initial_backoff: 10ms, max_backoff: 50ms}
+  timeout: 1s
   verify_timeout: 2s
 state: {path: %s}
 audit: {path: %s}
@@ -405,4 +406,42 @@ func recordOf(t *testing.T, data any) rotation.Record {
 		t.Fatalf("decode the record: %v", err)
 	}
 	return rec
+}
+
+// inject queues a fault on the provider's test server.
+func (w *world) inject(f providertest.Fault) {
+	switch w.k.provider {
+	case "sendgrid_email":
+		w.sg.Inject(f)
+	case "mailgun_email":
+		w.mg.Inject(f)
+	default:
+		w.tw.Inject(f)
+	}
+}
+
+// revokeNewest makes the provider refuse the credential minted last, as if
+// revoked behind rotator's back.
+func (w *world) revokeNewest() {
+	switch w.k.provider {
+	case "sendgrid_email":
+		keys := w.sg.Keys()
+		w.sg.Remove(keys[len(keys)-1].ID)
+	case "mailgun_email":
+		keys := w.mg.Keys()
+		w.mg.Remove(keys[len(keys)-1].ID)
+	default:
+		w.tw.DropSecondary(twilioSID)
+	}
+}
+
+// haMode rewrites the configuration with ha.mode vault (records under the
+// world's prefix): rotators built afterwards share state through Vault.
+func (w *world) haMode() {
+	w.t.Helper()
+	body, err := os.ReadFile(w.cfgPath)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.write("config.yaml", string(body)+strings.ReplaceAll(haExtra, "HA", w.prefix+"/ha"))
 }

@@ -159,6 +159,16 @@ func (s *MailgunServer) HasKey(id string) bool {
 	return ok
 }
 
+// Remove deletes key id behind the API's back (as in the web app) and
+// reports whether it existed.
+func (s *MailgunServer) Remove(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.keys[id]
+	delete(s.keys, id)
+	return ok
+}
+
 // Accepts reports whether secretText authenticates at all (any key).
 func (s *MailgunServer) Accepts(secretText string) bool {
 	s.mu.Lock()

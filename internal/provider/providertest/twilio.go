@@ -105,6 +105,19 @@ func (s *TwilioServer) HasSecondary(sid string) bool {
 	return a != nil && a.secondary != ""
 }
 
+// DropSecondary deletes sid's secondary auth token behind the API's back
+// (as in the console) and reports whether there was one.
+func (s *TwilioServer) DropSecondary(sid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accounts[sid]
+	if a == nil || a.secondary == "" {
+		return false
+	}
+	a.secondary = ""
+	return true
+}
+
 // Authenticates reports whether sid and token would be accepted.
 func (s *TwilioServer) Authenticates(sid string, token secret.Value) bool {
 	s.mu.Lock()
