@@ -444,6 +444,9 @@ func (r *Runner) push(ctx context.Context, ru *run) error {
 	if cerr := r.crash("pushed"); cerr != nil {
 		return cerr
 	}
+	if err != nil && ctx.Err() != nil {
+		return err // stopped (shutdown, lost lease): the next run pushes again
+	}
 	if err != nil {
 		return r.undo(ctx, ru, "push to the consumers: "+err.Error())
 	}
