@@ -163,6 +163,9 @@ func (v *validator) rotations() {
 			v.add("rotation_records.path", "%s", msg)
 		}
 	}
+	if !v.c.HA.Enabled() && v.c.HA.LeaseTTL.D() < MinLeaseTTL {
+		v.add("ha.lease_ttl", "must be at least %s, got %s: the rotations' lease lasts it (with ha.mode none too)", MinLeaseTTL, v.c.HA.LeaseTTL)
+	}
 	names := map[string]int{}
 	secrets := map[string]int{}
 	for i, r := range v.c.Rotations {
