@@ -100,3 +100,65 @@ provider_api:
 	}
 
 }
+
+// With provider_check, `rotator once` logs in to a custom_email_provider's
+// mail server (smtp_host, the port setting, its CA in smtp_ca_cert) before
+// any push: a refused password is never sent to Hood and its integration
+// fails naming the server's reply; the accepted one is pushed. The server
+// gets STARTTLS before any AUTH and no mail; no output, state or audit line
+// holds the password.
+func TestOnceProviderCheckSMTP(t *testing.T) {
+	srv := providertest.NewSMTPServer(providertest.SMTPServerOptions{EchoCredentials: true})
+	t.Cleanup(srv.Close)
+	good := sentinel + "-smtp-good"
+	srv.AddUser("hood@example.com", good)
+
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"811": "custom_email_provider", "812": "custom_email_provider"})
+	ca := filepath.Join(f.dir, "smtp-ca.pem")
+	if err := os.WriteFile(ca, srv.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.put("secret", "smtp-bad", map[string]any{"username": "hood@example.com", "password": sentinel + "-smtp-bad"})
+	f.put("secret", "smtp-good", map[string]any{"username": "hood@example.com", "password": good})
+	cfg := f.config("", `  - {name: smtp-bad, id: "811", provider: custom_email_provider, provider_check: true, smtp_host: `+srv.Host()+`, smtp_ca_cert: `+ca+`, static: {port: "`+srv.Port()+`"}, source: {mount: secret, path: "{P}/smtp-bad"}}
+  - {name: smtp-good, id: "812", provider: custom_email_provider, provider_check: true, smtp_host: `+srv.Host()+`, smtp_ca_cert: `+ca+`, static: {port: "`+srv.Port()+`"}, source: {mount: secret, path: "{P}/smtp-good"}}
+`)
+
+	r := f.rotator("once", "--config", cfg, "--log-level", "debug", "--log-format", "json")
+	if r.code != 1 {
+		t.Fatalf("exit code: got %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for name, want := range map[string]string{
+		"smtp-bad":  "failed: refused by custom_email_provider: 535 5.7.8 Authentication credentials invalid",
+		"smtp-good": "pushed",
+	} {
+		if line := summaryLine(r.stdout, name); !strings.Contains(line, want) {
+			t.Errorf("%s: got %q, want it to contain %q", name, line, want)
+		}
+	}
+	patches := f.patches()
+	for id, want := range map[string]int{"811": 0, "812": 1} {
+		if got := len(patches[id]); got != want {
+			t.Errorf("integration %s: got %d PATCHes, want %d", id, got, want)
+		}
+	}
+	if ok, refused := srv.Logins(); ok != 1 || refused != 1 {
+		t.Errorf("logins: got %d accepted and %d refused, want 1 and 1", ok, refused)
+	}
+	if n := srv.ClearTextAuth(); n != 0 {
+		t.Errorf("got %d AUTH commands without TLS, want none", n)
+	}
+	if n := srv.MailCommands(); n != 0 {
+		t.Errorf("got %d MAIL/RCPT/DATA commands, want none", n)
+	}
+	for _, file := range []string{"state.db", "audit.log"} {
+		data, err := os.ReadFile(filepath.Join(f.dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), sentinel) {
+			t.Errorf("%s holds the sentinel secret", file)
+		}
+	}
+}

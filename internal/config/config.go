@@ -27,6 +27,8 @@ type Config struct {
 	// twilio_sms, telegram, mandrill_email) to the base URL of the
 	// provider's API that integrations with provider_check ask; a provider
 	// left out uses its client's public URL (EU regions, tests).
+	// custom_email_provider has no API: its mail server is
+	// integrations[].smtp_host.
 	ProviderAPI map[string]string `yaml:"provider_api"`
 	// Rotations are the credentials rotator mints at their provider
 	// (docs/rotation.md); RotationRecords is where their step records live.
@@ -156,6 +158,15 @@ type Integration struct {
 	// ProviderCheck asks the provider whether the credential works before
 	// any push; a credential it refuses is never pushed.
 	ProviderCheck bool `yaml:"provider_check"`
+	// SMTPHost is the host name or IP address of the mail server that the
+	// provider check of a custom_email_provider logs in to, without a
+	// port (the port is the integration's port setting). Required with
+	// provider_check for custom_email_provider, refused otherwise.
+	SMTPHost string `yaml:"smtp_host"`
+	// SMTPCACert is a PEM file of the CA certificates the mail server's
+	// certificate is checked against; empty: the system's roots. Only with
+	// SMTPHost.
+	SMTPCACert string `yaml:"smtp_ca_cert"`
 	// MaxAge is how old the secret's current KV v2 version may grow before
 	// the credential is overdue for rotation (0: no limit). It is exported
 	// as rotator_credential_max_age_seconds; it changes no pass.
@@ -171,14 +182,15 @@ type Source struct {
 
 // CheckSettings are, per provider whose credential can be checked with the
 // provider (integrations[].provider_check), the settings the check uses.
-// custom_email_provider (an SMTP check needs the server's host, which its
-// settings do not hold) and mitto_sms (no secret) are not here.
+// custom_email_provider's check also needs integrations[].smtp_host;
+// mitto_sms (no secret) is not here.
 var CheckSettings = map[string][]string{
-	"mailgun_email":  {"api_key", "domain"},
-	"mandrill_email": {"api_key"},
-	"sendgrid_email": {"api_key"},
-	"telegram":       {"auth_token"},
-	"twilio_sms":     {"account_sid", "auth_token"},
+	"custom_email_provider": {"username", "password", "port"},
+	"mailgun_email":         {"api_key", "domain"},
+	"mandrill_email":        {"api_key"},
+	"sendgrid_email":        {"api_key"},
+	"telegram":              {"auth_token"},
+	"twilio_sms":            {"account_sid", "auth_token"},
 }
 
 // Duration is a time.Duration written in Go syntax ("90s", "10m").

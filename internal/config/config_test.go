@@ -204,7 +204,7 @@ func TestValidFull(t *testing.T) {
 	check(t, "admin", c.Admin, config.Admin{Listen: "0.0.0.0:9999", TokenFile: "/run/secrets/admin-token"})
 	check(t, "state.path", c.State.Path, "/var/lib/rotator/state.db")
 	check(t, "audit.path", c.Audit.Path, "/var/log/rotator/audit.jsonl")
-	check(t, "len(integrations)", len(c.Integrations), 2)
+	check(t, "len(integrations)", len(c.Integrations), 3)
 	check(t, "integrations[0]", c.Integrations[0], config.Integration{
 		Name: "twilio-main", ID: "1161", Provider: "twilio_sms",
 		Source:          config.Source{Mount: "secret", Path: "ocamba/twilio-main", KVVersion: 2},
@@ -220,6 +220,15 @@ func TestValidFull(t *testing.T) {
 		Schedule:        "@every 90m",
 		OnVerifyFailure: "keep",
 		ProviderCheck:   true,
+	})
+	check(t, "integrations[2]", c.Integrations[2], config.Integration{
+		Name: "smtp", ID: "77", Provider: "custom_email_provider",
+		Source:          config.Source{Mount: "secret", Path: "mail/smtp", KVVersion: 2},
+		Static:          map[string]string{"port": "587"},
+		OnVerifyFailure: "keep",
+		ProviderCheck:   true,
+		SMTPHost:        "smtp.example.com",
+		SMTPCACert:      "/etc/rotator/smtp-ca.pem",
 	})
 	check(t, "provider_api", c.ProviderAPI, map[string]string{"sendgrid_email": "https://api.eu.sendgrid.com/"})
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "@hourly")
@@ -500,10 +509,10 @@ func TestParseProblems(t *testing.T) {
 		}},
 		{"complex key", "? [a]\n: b\n", []string{"line 1: a key must be a single value, got a list"}},
 		{"odd key", "integrations:\n  - static: {\"a b\": x}\n    \"so.me\": y\n", []string{
-			`integrations[0]["so.me"] (line 3): unknown key (valid: fields, id, max_age, name, on_verify_failure, provider, provider_check, schedule, source, static)`,
+			`integrations[0]["so.me"] (line 3): unknown key (valid: fields, id, max_age, name, on_verify_failure, provider, provider_check, schedule, smtp_ca_cert, smtp_host, source, static)`,
 		}},
 		{"merge keys", "integrations:\n  - &base {name: a, id: '1', provider: telegram, source: {mount: m, path: p}}\n  - {<<: *base, name: b, id: '2', bogus: 1}\n", []string{
-			"integrations[1].bogus (line 3): unknown key (valid: fields, id, max_age, name, on_verify_failure, provider, provider_check, schedule, source, static)",
+			"integrations[1].bogus (line 3): unknown key (valid: fields, id, max_age, name, on_verify_failure, provider, provider_check, schedule, smtp_ca_cert, smtp_host, source, static)",
 		}},
 		{"alias to nothing of the right shape", "a: &x [1]\n", []string{
 			"a (line 1): unknown key (valid: admin, audit, ha, hood, integrations, jitter, provider_api, schedule, state, timezone, vault, watch)",
@@ -758,6 +767,23 @@ func TestValidateValues(t *testing.T) {
 			c.Integrations[0].Fields = map[string]string{"a": "b", "c": "d"}
 			c.Integrations[0].Static = map[string]string{"e": "f"}
 		}, `integrations[0].provider: unknown provider "slack" (valid: custom_email_provider, mailgun_email, mandrill_email, mitto_sms, sendgrid_email, telegram, twilio_sms)`},
+		{"smtp check", smtpCheck("smtp.example.com", "/etc/rotator/smtp-ca.pem"), ""},
+		{"smtp check, IP address, system roots", smtpCheck("192.0.2.25", ""), ""},
+		{"smtp check, IPv6 address", smtpCheck("2001:db8::25", ""), ""},
+		{"smtp check, port from the secret", func(c *config.Config) {
+			smtpCheck("smtp.example.com", "")(c)
+			c.Integrations[0].Static = nil
+		}, ""},
+		{"smtp check, static port 0", func(c *config.Config) {
+			smtpCheck("smtp.example.com", "")(c)
+			c.Integrations[0].Static["port"] = "0"
+		}, `integrations[0].static.port: must be a port number from 1 to 65535 for the SMTP check, got "0"`},
+		{"smtp host in brackets", smtpCheck("[2001:db8::25]", ""), `integrations[0].smtp_host: write an IPv6 address without brackets, such as ::1, got "[2001:db8::25]"`},
+		{"smtp host with a path", smtpCheck("smtp.example.com/x", ""), `integrations[0].smtp_host: must be a host name (letters, digits, '-' and '.') or an IP address, such as smtp.example.com, got "smtp.example.com/x"`},
+		{"state over smtp_ca_cert", func(c *config.Config) {
+			smtpCheck("smtp.example.com", "/etc/rotator/smtp-ca.pem")(c)
+			c.State.Path = "/etc/rotator/smtp-ca.pem"
+		}, "state.path: /etc/rotator/smtp-ca.pem is also the file of integrations[0].smtp_ca_cert: rotator would write over a file it reads"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -783,6 +809,16 @@ func TestValidateValues(t *testing.T) {
 				t.Errorf("got %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// smtpCheck makes integrations[0] a custom_email_provider with
+// provider_check on the mail server host, its CA in caCert.
+func smtpCheck(host, caCert string) func(*config.Config) {
+	return func(c *config.Config) {
+		in := &c.Integrations[0]
+		in.Provider, in.ProviderCheck, in.SMTPHost, in.SMTPCACert = "custom_email_provider", true, host, caCert
+		in.Static = map[string]string{"port": "587"}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/ocamba-rotator/rotator/internal/hood"
+	"github.com/ocamba-rotator/rotator/internal/provider"
 )
 
 // Problem is one thing wrong with a configuration file.
@@ -380,6 +381,9 @@ func (v *validator) files() {
 		{"vault.auth.jwt_file", a.JWTFile},
 		{"admin.token_file", v.c.Admin.TokenFile},
 	}
+	for i, in := range v.c.Integrations {
+		read = append(read, file{indexPath("integrations", i) + ".smtp_ca_cert", in.SMTPCACert})
+	}
 	for i, w := range written {
 		if w.name == "" {
 			continue
@@ -526,6 +530,7 @@ func (v *validator) integrations() {
 		if in.ProviderCheck && known {
 			v.providerCheck(p, in)
 		}
+		v.smtp(p, in)
 		switch {
 		case in.MaxAge < 0 || in.MaxAge == 0 && v.c.lines[p+".max_age"] > 0:
 			v.add(p+".max_age", "must be greater than 0, got %s (leave it out for no limit)", in.MaxAge)
@@ -542,9 +547,15 @@ func (v *validator) integrations() {
 func (v *validator) providerCheck(p string, in Integration) {
 	const key = ".provider_check"
 	switch in.Provider {
-	case "custom_email_provider":
-		v.add(p+key, "custom_email_provider cannot be checked: the SMTP check (connect, STARTTLS, AUTH) needs the mail server's host, which its settings do not hold, and is not built yet")
-		return
+	case smtpProvider:
+		if in.SMTPHost == "" {
+			v.add(p+".smtp_host", "required with provider_check for %s: the host of the mail server the check logs in to (its port is the port setting)", smtpProvider)
+		}
+		if port, ok := in.Static["port"]; ok {
+			if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+				v.add(keyPath(p+".static", "port"), "must be a port number from 1 to 65535 for the SMTP check, got %q", clip(port))
+			}
+		}
 	case "mitto_sms":
 		v.add(p+key, "mitto_sms holds no secret: there is no credential to check")
 		return
@@ -554,13 +565,41 @@ func (v *validator) providerCheck(p string, in Integration) {
 	// is missing then fails that integration's check, naming the setting.
 }
 
-// providerAPI checks provider_api: each key a provider that can be checked,
-// each value an absolute http(s) base URL.
+// smtpProvider is the Hood provider whose check logs in to a mail server.
+const smtpProvider = "custom_email_provider"
+
+// smtp checks integrations[i].smtp_host and smtp_ca_cert: the host of the
+// SMTP check, used only by a custom_email_provider with provider_check.
+func (v *validator) smtp(p string, in Integration) {
+	used := in.Provider == smtpProvider && in.ProviderCheck
+	switch {
+	case in.SMTPHost == "":
+	case in.Provider != smtpProvider:
+		v.add(p+".smtp_host", "only used by provider %s (its provider_check logs in to this mail server)", smtpProvider)
+	case !in.ProviderCheck:
+		v.add(p+".smtp_host", "only used with provider_check: true (the SMTP check logs in to this mail server)")
+	default:
+		if msg := provider.CheckSMTPHost(in.SMTPHost); msg != "" {
+			v.add(p+".smtp_host", "%s, got %q", msg, clip(in.SMTPHost))
+		}
+	}
+	if in.SMTPCACert != "" && !used { // used without smtp_host: that one is required
+		v.add(p+".smtp_ca_cert", "only used with smtp_host (the CA certificates of its mail server)")
+	}
+}
+
+// providerAPI checks provider_api: each key a provider with an API that can
+// be checked, each value an absolute http(s) base URL.
 func (v *validator) providerAPI() {
-	valid := strings.Join(slices.Sorted(maps.Keys(CheckSettings)), ", ")
+	withAPI := slices.DeleteFunc(slices.Sorted(maps.Keys(CheckSettings)), func(k string) bool { return k == smtpProvider })
+	valid := strings.Join(withAPI, ", ")
 	for _, k := range sortedKeys(v.c.ProviderAPI) {
 		kp := keyPath("provider_api", k)
-		if _, ok := CheckSettings[k]; !ok {
+		if k == smtpProvider {
+			v.add(kp, "%s has no API: give each integration's mail server in integrations[].smtp_host", smtpProvider)
+			continue
+		}
+		if !slices.Contains(withAPI, k) {
 			v.add(kp, "not a provider that can be checked: %q (valid: %s)", clip(k), valid)
 			continue
 		}

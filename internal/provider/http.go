@@ -167,3 +167,32 @@ func (e *scrubbedError) Temporary() bool { return e.timeout }
 func (e *scrubbedError) Is(target error) bool {
 	return (e.canceled && target == context.Canceled) || (e.deadline && target == context.DeadlineExceeded)
 }
+
+// scrubPiecesMin is the shortest piece of a key that scrubPieces drops.
+const scrubPiecesMin = 6
+
+// scrubPieces replaces every piece of msg that is a piece of key at least
+// scrubPiecesMin bytes long (or the whole of a shorter key): the key
+// itself, and what is left of it where the message was cut or it was
+// echoed in part.
+func scrubPieces(msg, key string) string {
+	minLen := min(scrubPiecesMin, len(key))
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		n := 0
+		for l := minLen; i+l <= len(msg) && l <= len(key); l++ {
+			if !strings.Contains(key, msg[i:i+l]) {
+				break
+			}
+			n = l
+		}
+		if n == 0 {
+			b.WriteByte(msg[i])
+			i++
+			continue
+		}
+		b.WriteString(secret.Redacted)
+		i += n
+	}
+	return b.String()
+}

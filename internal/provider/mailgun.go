@@ -12,7 +12,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/secret"
@@ -325,7 +324,7 @@ func (c *Mailgun) mailgunDo(ctx context.Context, op, method, pathQuery string, b
 // "message" of Mailgun's {"message": "..."} or else the body's text, cut
 // to a few hundred bytes, scrubbed of the key (the Basic auth token that
 // carries it, should a server echo the header, and every piece of the key
-// of mailgunScrubMin bytes or more), stripped of control characters and
+// of scrubPiecesMin bytes or more), stripped of control characters and
 // clipped.
 func mailgunReason(raw []byte, key secret.Value) string {
 	msg := string(raw)
@@ -339,36 +338,7 @@ func mailgunReason(raw []byte, key secret.Value) string {
 		msg = msg[:4*maxReason]
 	}
 	if k := key.Reveal(); k != "" {
-		msg = mailgunScrub(redact(msg, base64.StdEncoding.EncodeToString([]byte(MailgunAPIUser+":"+k))), k)
+		msg = scrubPieces(redact(msg, base64.StdEncoding.EncodeToString([]byte(MailgunAPIUser+":"+k))), k)
 	}
 	return scrub(msg)
-}
-
-// mailgunScrubMin is the shortest piece of a key that mailgunScrub drops.
-const mailgunScrubMin = 6
-
-// mailgunScrub replaces every piece of msg that is a piece of key at least
-// mailgunScrubMin bytes long (or the whole of a shorter key): the key
-// itself, and what is left of it where the message was cut or it was
-// echoed in part.
-func mailgunScrub(msg, key string) string {
-	minLen := min(mailgunScrubMin, len(key))
-	var b strings.Builder
-	for i := 0; i < len(msg); {
-		n := 0
-		for l := minLen; i+l <= len(msg) && l <= len(key); l++ {
-			if !strings.Contains(key, msg[i:i+l]) {
-				break
-			}
-			n = l
-		}
-		if n == 0 {
-			b.WriteByte(msg[i])
-			i++
-			continue
-		}
-		b.WriteString(secret.Redacted)
-		i += n
-	}
-	return b.String()
 }

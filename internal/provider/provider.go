@@ -1,5 +1,6 @@
 // Package provider talks to the messaging providers whose credentials Hood
-// integrations hold (SendGrid, Mailgun, Twilio, Telegram, Mandrill): it asks
+// integrations hold (SendGrid, Mailgun, Twilio, Telegram, Mandrill, and a
+// custom SMTP server, which is only asked whether it accepts a login): it asks
 // a provider whether a credential works, and, where the provider's API
 // allows it, mints a new credential, lists the ones it minted and revokes
 // an old one. Credentials are secret.Values: no error, log line or answer
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -21,7 +23,7 @@ var ErrRefused = errors.New("credential refused by the provider")
 // reason (its own words, never the credential).
 type RefusedError struct {
 	Provider string // Hood's provider name, e.g. "sendgrid_email"
-	Status   int    // HTTP status, 0 when the provider answers refusals with 200
+	Status   int    // HTTP status, 0 when the provider answers refusals with 200 or is not spoken to over HTTP (SMTP)
 	Reason   string // the provider's message, clipped; never a credential
 }
 
@@ -36,7 +38,7 @@ func (e *RefusedError) Error() string {
 func (e *RefusedError) Unwrap() error { return ErrRefused }
 
 // ErrUnavailable marks an answer meaning "not now": HTTP 429 or a 5xx (or
-// a provider's own equivalent). The credential was not judged; the same
+// a provider's own equivalent, such as an SMTP 4xx reply). The credential was not judged; the same
 // call may succeed later, after RetryAfter when set.
 var ErrUnavailable = errors.New("provider unavailable, try again later")
 
@@ -44,8 +46,8 @@ var ErrUnavailable = errors.New("provider unavailable, try again later")
 type UnavailableError struct {
 	Provider   string        // Hood's provider name, e.g. "sendgrid_email"
 	Op         string        // the operation, e.g. "check"
-	Status     int           // HTTP status
-	Code       int           // the provider's own error code; 0 when none
+	Status     int           // HTTP status; 0 for a provider not spoken to over HTTP (SMTP)
+	Code       int           // the provider's own error code (SMTP: the reply code); 0 when none
 	RetryAfter time.Duration // from Retry-After (or the provider's body); 0 = not given
 	Reason     string        // the provider's message, clipped; never a credential
 }
@@ -55,11 +57,17 @@ func (e *UnavailableError) Error() string {
 	if e.Status == http.StatusTooManyRequests {
 		what = "rate limited"
 	}
-	s := fmt.Sprintf("%s: %s: %s (HTTP %d", e.Provider, e.Op, what, e.Status)
-	if e.Code != 0 {
-		s += fmt.Sprintf(", code %d", e.Code)
+	var paren []string
+	if e.Status != 0 {
+		paren = append(paren, fmt.Sprintf("HTTP %d", e.Status))
 	}
-	s += ")"
+	if e.Code != 0 {
+		paren = append(paren, fmt.Sprintf("code %d", e.Code))
+	}
+	s := fmt.Sprintf("%s: %s: %s", e.Provider, e.Op, what)
+	if len(paren) > 0 {
+		s += " (" + strings.Join(paren, ", ") + ")"
+	}
 	if e.RetryAfter > 0 {
 		s += ", retry after " + e.RetryAfter.String()
 	}

@@ -13,15 +13,17 @@ import (
 )
 
 // ProviderChecker asks a credential's provider whether it works
-// (integrations[].provider_check). provider is Hood's provider name
-// ("sendgrid_email"), settings the built settings about to be pushed. It
+// (integrations[].provider_check). integration is the integration's name
+// (a custom_email_provider's mail server is configured per integration),
+// provider is Hood's provider name ("sendgrid_email"), settings the built
+// settings about to be pushed. It
 // returns nil when the provider accepts the credential, an error wrapping
 // provider.ErrRefused (a *provider.RefusedError) when it refuses it, and
 // any other error when the provider could not be asked or did not judge
 // (429, 5xx, timeout, a setting missing). No error may carry a setting's
 // value.
 type ProviderChecker interface {
-	Check(ctx context.Context, provider string, settings map[string]secret.Value) error
+	Check(ctx context.Context, integration, provider string, settings map[string]secret.Value) error
 }
 
 // errNoChecker is the reason of an engine built without a checker.
@@ -66,7 +68,7 @@ func (e *Engine) askProvider(ctx context.Context, in config.Integration, setting
 	}
 	err := errNoChecker
 	if e.checker != nil {
-		err = e.checker.Check(ctx, in.Provider, settings)
+		err = e.checker.Check(ctx, in.Name, in.Provider, settings)
 	}
 	if err == nil {
 		return nil

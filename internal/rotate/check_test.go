@@ -20,7 +20,7 @@ type fakeChecker struct {
 	calls map[string]int
 }
 
-func (f *fakeChecker) Check(_ context.Context, prov string, settings map[string]secret.Value) error {
+func (f *fakeChecker) Check(_ context.Context, _, prov string, settings map[string]secret.Value) error {
 	tok := settings["auth_token"].Reveal()
 	f.mu.Lock()
 	f.calls[tok]++
@@ -143,7 +143,7 @@ func TestPassProviderCheckNilChecker(t *testing.T) {
 // checkerFunc adapts a function to rotate.ProviderChecker.
 type checkerFunc func(settings map[string]secret.Value) error
 
-func (f checkerFunc) Check(_ context.Context, _ string, settings map[string]secret.Value) error {
+func (f checkerFunc) Check(_ context.Context, _, _ string, settings map[string]secret.Value) error {
 	return f(settings)
 }
 

@@ -6,6 +6,8 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -97,7 +99,7 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, err
 	}
 	checker, err := providerChecker(cfg, opts.Logger)
 	if err != nil {
-		return nil, errors.Join(&ConfigError{Err: fmt.Errorf("provider_api: %w", err)}, rt.Close())
+		return nil, errors.Join(&ConfigError{Err: err}, rt.Close())
 	}
 	rt.Engine = rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger, Checker: checker})
 	if rt.Rotations, err = rt.rotations(cfg, opts); err != nil {
@@ -145,16 +147,46 @@ const ProviderCheckTimeout = 15 * time.Second
 
 // providerChecker is the one place the provider checks of
 // integrations[].provider_check are built: nil when no integration asks
-// for them.
+// for them. The mail server of each custom_email_provider that asks is its
+// smtp_host, its certificate checked against smtp_ca_cert when set (read
+// here: a file that holds no certificate is a configuration error).
 func providerChecker(cfg *config.Config, log *slog.Logger) (rotate.ProviderChecker, error) {
 	if !slices.ContainsFunc(cfg.Integrations, func(in config.Integration) bool { return in.ProviderCheck }) {
 		return nil, nil
 	}
-	c, err := provider.NewChecker(cfg.ProviderAPI, ProviderCheckTimeout, log)
+	smtp := map[string]provider.SMTPOptions{}
+	for i, in := range cfg.Integrations {
+		if !in.ProviderCheck || in.Provider != provider.SMTPProvider {
+			continue
+		}
+		o := provider.SMTPOptions{Host: in.SMTPHost}
+		if in.SMTPCACert != "" {
+			pool, err := loadCAs(in.SMTPCACert)
+			if err != nil {
+				return nil, fmt.Errorf("integrations[%d].smtp_ca_cert: %w", i, err)
+			}
+			o.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		smtp[in.Name] = o
+	}
+	c, err := provider.NewChecker(cfg.ProviderAPI, smtp, ProviderCheckTimeout, log)
+	if err != nil {
+		return nil, fmt.Errorf("provider checks: %w", err)
+	}
+	return c, nil
+}
+
+// loadCAs reads the PEM file of CA certificates at path.
+func loadCAs(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // hood builds the Hood client of h, paced by the one limiter of its host.

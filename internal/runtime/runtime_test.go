@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +42,25 @@ func options() runtime.Options {
 	return runtime.Options{Logger: slog.New(slog.DiscardHandler), Getenv: getenv, Version: "test", Limiters: hood.NewLimiters()}
 }
 
+// smtpCheck makes integrations[0] a custom_email_provider checked on
+// smtp.example.com with its CA in caCert.
+func smtpCheck(caCert string) func(*config.Config) {
+	return func(c *config.Config) {
+		in := &c.Integrations[0]
+		in.Provider, in.ProviderCheck, in.SMTPHost, in.SMTPCACert = "custom_email_provider", true, "smtp.example.com", caCert
+	}
+}
+
+// writeFile writes data to a new file and returns its path.
+func writeFile(t *testing.T, data string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestBuildRefuses(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -53,6 +73,8 @@ func TestBuildRefuses(t *testing.T) {
 		{"hood.base_url not http", func(c *config.Config) { c.Hood.BaseURL = "ftp://api.ocamba.com" }, "hood: ", true, false},
 		{"state.path in a missing directory", func(c *config.Config) { c.State.Path = filepath.Join(t.TempDir(), "no", "state.db") }, "open state: ", false, false},
 		{"audit.path a directory", func(c *config.Config) { c.Audit.Path = t.TempDir() }, "open audit log: ", false, true},
+		{"unreadable smtp_ca_cert", smtpCheck(filepath.Join(t.TempDir(), "missing.pem")), "integrations[0].smtp_ca_cert: open ", true, true},
+		{"smtp_ca_cert holds no certificate", smtpCheck(writeFile(t, "not a certificate")), "holds no PEM certificate", true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

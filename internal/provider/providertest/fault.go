@@ -1,8 +1,9 @@
 // Package providertest holds test servers for the providers' APIs
 // (SendGrid, Mailgun, Twilio, Telegram, Mandrill), built from their public
 // API references: authentication, keys created and deleted, values
-// returned once, limits, error shapes, and injected faults. Tests and the
-// demo use them; production code never imports this package.
+// returned once, limits, error shapes, and injected faults; and an SMTP
+// server (STARTTLS, AUTH) for the check of a custom mail server. Tests and
+// the demo use them; production code never imports this package.
 package providertest
 
 import (
