@@ -13,6 +13,8 @@ package bench
 //	ROTATOR_BENCH_SCALE  integrations of BenchmarkConfigScale (default 100,1000,10000)
 //	ROTATOR_BENCH_WATCH  watch.interval values of BenchmarkWatchLatency (default 1s,5s)
 //	ROTATOR_BENCH_WATCH_WRITES Vault writes per interval of BenchmarkWatchLatency (default 100)
+//	ROTATOR_BENCH_ROTATION_N consuming integrations of BenchmarkRotation (default 100)
+//	ROTATOR_BENCH_GRACE  the rotation's grace in BenchmarkRotation (default 1s)
 //	ROTATOR_BENCH_PROFILE a directory for a perf profile of one unchanged pass
 //	                     and (with -memprofilerate=1) the idle daemon's heap profile
 //	ROTATOR_BAO_BIN      the bao binary (default .cache/bin/bao)

@@ -20,6 +20,11 @@ type Limits struct {
 // windows (1 s, 1 min) with the counts doubled (20 and 300).
 var Scaled = Limits{Burst: 20, Short: time.Second, PerLong: 300, Long: time.Minute}
 
+// Documented are Hood's documented limits, rotator's defaults
+// (hood.rate_limit: burst 10, per_minute 150): 10 requests in any second,
+// 150 in any minute.
+var Documented = Limits{Burst: 10, Short: time.Second, PerLong: 150, Long: time.Minute}
+
 // LeastTime is the least span, from the first request's start to the last
 // one's, in which r requests can be sent without any of them being refused
 // by l: the greedy schedule, each request as early as both windows allow.
@@ -50,6 +55,27 @@ func LeastTimeScaled(r int) time.Duration {
 	}
 	s := 60*((r-1)/300) + ((r-1)%300)/20
 	return time.Duration(s) * time.Second
+}
+
+// LeastTimeClosed is LeastTime in closed form, for limits whose long count
+// is a whole number of bursts that fit in the long window (PerLong mod Burst
+// = 0 and PerLong/Burst·Short ≤ Long, as in Scaled and Documented): the
+// requests go in whole long windows of PerLong, each sent as bursts of Burst
+// one Short apart, so
+//
+//	LeastTime(r) = ⌊(r−1)/PerLong⌋·Long + ⌊((r−1) mod PerLong)/Burst⌋·Short.
+//
+// For Documented: 60·⌊(r−1)/150⌋ + ⌊((r−1) mod 150)/10⌋ seconds. ok is false
+// for limits of another shape.
+func LeastTimeClosed(r int, l Limits) (d time.Duration, ok bool) {
+	if l.Burst < 1 || l.PerLong%l.Burst != 0 || time.Duration(l.PerLong/l.Burst)*l.Short > l.Long {
+		return 0, false
+	}
+	if r <= 1 {
+		return 0, true
+	}
+	k := r - 1
+	return time.Duration(k/l.PerLong)*l.Long + time.Duration((k%l.PerLong)/l.Burst)*l.Short, true
 }
 
 // Bucket is a token bucket: Capacity tokens, full at the start, refilled

@@ -20,17 +20,42 @@ func TestLeastTimeMatchesClosedForm(t *testing.T) {
 	}
 }
 
+func TestLeastTimeClosedForm(t *testing.T) {
+	for _, l := range []Limits{Scaled, Documented} {
+		for r := 1; r <= 1400; r++ {
+			got, ok := LeastTimeClosed(r, l)
+			if want := LeastTime(r, l); !ok || got != want {
+				t.Fatalf("%+v: LeastTimeClosed(%d) = %s (%v), greedy %s", l, r, got, ok, want)
+			}
+		}
+	}
+	// Issue 14: 100 consumers, 3 Hood requests each.
+	for r, want := range map[int]time.Duration{150: 14 * time.Second, 151: 60 * time.Second, 300: 74 * time.Second, 301: 120 * time.Second} {
+		if got := LeastTime(r, Documented); got != want {
+			t.Errorf("Documented: LeastTime(%d) = %s, want %s", r, got, want)
+		}
+	}
+	if _, ok := LeastTimeClosed(10, Limits{Burst: 7, Short: time.Second, PerLong: 150, Long: time.Minute}); ok {
+		t.Error("LeastTimeClosed accepted limits whose long count is not a whole number of bursts")
+	}
+}
+
 func TestLeastTimeScheduleIsAdmitted(t *testing.T) {
 	// The greedy schedule itself draws no 429 from a strict server, and one
 	// request 1ns earlier anywhere would.
-	for _, r := range []int{21, 300, 301, 1350} {
-		times := greedy(r, Scaled)
-		if n := Rejections(times, Scaled); n != 0 {
-			t.Errorf("r=%d: greedy schedule has %d rejections", r, n)
-		}
-		times[r-1] -= time.Nanosecond
-		if n := Rejections(times, Scaled); n != 1 {
-			t.Errorf("r=%d: last request 1ns early: %d rejections, want 1", r, n)
+	for _, l := range []Limits{Scaled, Documented} {
+		for _, r := range []int{11, 21, 151, 300, 301, 1350} {
+			times := greedy(r, l)
+			if n := Rejections(times, l); n != 0 {
+				t.Errorf("%+v, r=%d: greedy schedule has %d rejections", l, r, n)
+			}
+			if times[r-1] == times[r-2] {
+				continue // the last request is not held by a window
+			}
+			times[r-1] -= time.Nanosecond
+			if n := Rejections(times, l); n != 1 {
+				t.Errorf("%+v, r=%d: last request 1ns early: %d rejections, want 1", l, r, n)
+			}
 		}
 	}
 }
