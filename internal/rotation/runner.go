@@ -373,7 +373,10 @@ func (r *Runner) begin(ctx context.Context, ru *run) error {
 	}
 	name := ru.rot.KeyPrefix + r.o.Now().UTC().Format("20060102T150405Z")
 	err = r.step(ctx, ru, StepMinting, func(rec *Record) {
-		*rec = Record{Current: rec.Current, Run: name, OldVersion: kv.Version, OldKeyID: oldID}
+		// A fresh record for the run; keep what step has just set (the
+		// step itself, its start, the names) and the last run's credential.
+		*rec = Record{Name: rec.Name, Provider: rec.Provider, Step: rec.Step, Since: rec.Since,
+			Current: rec.Current, Run: name, OldVersion: kv.Version, OldKeyID: oldID}
 	})
 	if err != nil {
 		return err
