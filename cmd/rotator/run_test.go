@@ -285,6 +285,33 @@ func TestRunScheduleForceAuthAndMetrics(t *testing.T) {
 	}
 }
 
+// A rotation's max_age is the rotator_credential_max_age_seconds of each
+// consumer that sets none of its own; a consumer's own wins.
+func TestRunRotationMaxAge(t *testing.T) {
+	f := newFixture(t, hoodtest.Options{})
+	f.addIntegrations(map[string]string{"911": "sendgrid_email", "912": "sendgrid_email"})
+	f.put("secret", "sg", map[string]any{"api_key": sentinel})
+	extra := strings.ReplaceAll(`rotations:
+  - name: sg
+    provider: sendgrid_email
+    secret: {mount: secret, path: "{P}/sg"}
+    manager: {mount: secret, path: "{P}/sendgrid-admin", key: api_key}
+    max_age: 2160h
+rotation_records: {mount: secret, path: "{P}/rotations"}`, "{P}", f.prefix)
+	cfg := f.runConfig("", extra, `  - {name: sg, id: "911", provider: sendgrid_email, source: {mount: secret, path: "{P}/sg"}}
+  - {name: sg-own, id: "912", provider: sendgrid_email, source: {mount: secret, path: "{P}/sg"}, max_age: 24h}
+`)
+	d := f.startDaemon(cfg)
+	for name, want := range map[string]float64{"sg": 2160 * 3600, "sg-own": 24 * 3600} {
+		if got := d.metric("rotator_credential_max_age_seconds", map[string]string{"integration": name}); got != want {
+			t.Errorf("rotator_credential_max_age_seconds{%s}: got %v, want %v", name, got, want)
+		}
+	}
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit code: got %d, want 0", code)
+	}
+}
+
 func checkReferenceMetrics(t *testing.T, d *runningDaemon) {
 	t.Helper()
 	_, body := d.call("GET", "/metrics", "")

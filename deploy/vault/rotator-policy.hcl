@@ -38,3 +38,28 @@ path "auth/token/lookup-self" {
 path "auth/token/renew-self" {
   capabilities = ["update"]
 }
+
+# Rotations at the provider (rotations[], docs/rotation.md) need more than
+# this read-only policy: uncomment and adapt these blocks in a policy of
+# their own (e.g. rotator-rotation) only if the configuration has rotations.
+# These are the paths of config.example.yaml.
+#
+# # The rotated secrets: read the versions, write new ones (the secret
+# # exists when a run starts: "update", no "create").
+# path "secret/data/ocamba/sendgrid" {
+#   capabilities = ["read", "update"]
+# }
+#
+# path "secret/data/ocamba/twilio-main" {
+#   capabilities = ["read", "update"]
+# }
+#
+# # The managing credential of the SendGrid rotation, read at each run.
+# path "secret/data/rotator/sendgrid-admin" {
+#   capabilities = ["read"]
+# }
+#
+# # The rotations' step records and leases (rotation_records).
+# path "secret/data/rotator/rotations/*" {
+#   capabilities = ["create", "read", "update"]
+# }

@@ -26,7 +26,7 @@ const maxPerm fs.FileMode = 0o600
 type Record struct {
 	Time        time.Time `json:"time"`               // when; Write fills in now when zero; written in UTC
 	Event       string    `json:"event"`              // "push" | "verify" | "rollback" | "rotation"
-	Trigger     string    `json:"trigger"`            // "schedule" | "admin" | "startup" | "cli"
+	Trigger     string    `json:"trigger"`            // "schedule" | "admin" | "startup" | "cli" | "watch" | "rotation"
 	Caller      string    `json:"caller,omitempty"`   // admin client's address
 	Integration string    `json:"integration"`        // integration name from the config
 	ID          string    `json:"id"`                 // Hood integration id

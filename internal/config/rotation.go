@@ -141,9 +141,20 @@ func (c *Config) rotationDefaults(unset func(path string, zero bool) bool) {
 			r.KeyPrefix = "rotator-" + r.Name + "-"
 		}
 	}
-	if len(c.Rotations) > 0 && c.HA.Enabled() && c.RotationRecords.Mount == "" && c.RotationRecords.Path == "" {
-		c.RotationRecords = RotationRecords{Mount: c.HA.Mount, Path: strings.Trim(c.HA.Path, "/") + "/" + DefaultRotationsPath}
+	if len(c.Rotations) > 0 && c.RotationRecords.Mount == "" && c.RotationRecords.Path == "" {
+		c.RotationRecords = c.defaultRotationRecords()
 	}
+}
+
+// defaultRotationRecords is rotation_records when the file sets none:
+// <ha.mount>/<ha.path>/rotations with ha.mode vault and both set, else
+// none (Validate then asks for it, or reports ha's own problems).
+func (c *Config) defaultRotationRecords() RotationRecords {
+	path := strings.Trim(c.HA.Path, "/")
+	if !c.HA.Enabled() || c.HA.Mount == "" || path == "" {
+		return RotationRecords{}
+	}
+	return RotationRecords{Mount: c.HA.Mount, Path: path + "/" + DefaultRotationsPath}
 }
 
 // rotations checks the rotations and rotation_records sections.
@@ -153,8 +164,13 @@ func (v *validator) rotations() {
 	}
 	rec := v.c.RotationRecords
 	switch {
+	case rec.Mount == "" && rec.Path == "" && v.c.HA.Enabled():
+		// ha.mount or ha.path is missing, which ha reports: the default
+		// could not be made.
 	case rec.Mount == "" && rec.Path == "":
 		v.add("rotation_records", "required with rotations (unless ha.mode is vault, where it defaults to <ha.mount>/<ha.path>/rotations): the KV v2 mount and path where each rotation's step record lives")
+	case rec == v.c.defaultRotationRecords() && (checkKVPath(v.c.HA.Mount) != "" || checkKVPath(v.c.HA.Path) != ""):
+		// The default, from an ha.mount or ha.path that ha reports.
 	default:
 		if msg := checkKVPath(rec.Mount); msg != "" {
 			v.add("rotation_records.mount", "%s", msg)
@@ -192,15 +208,83 @@ func (v *validator) rotations() {
 		case r.MaxAge < 0 || r.MaxAge == 0 && v.c.lines[p+".max_age"] > 0:
 			v.add(p+".max_age", "must be greater than 0, got %s (leave it out for no limit)", r.MaxAge)
 		}
+		defaulted := r.Name != "" && r.KeyPrefix == "rotator-"+r.Name+"-" && v.c.lines[p+".key_prefix"] == 0
 		switch {
+		case r.KeyPrefix == "" && r.Name == "", defaulted && !namePattern.MatchString(r.Name):
+			// No default, or a default made of a name that is reported.
+		case len(r.KeyPrefix) > maxKeyPrefix && defaulted:
+			v.add(p+".key_prefix", "the default %q is %d characters, more than %d: set a shorter key_prefix (or name)", clip(r.KeyPrefix), len(r.KeyPrefix), maxKeyPrefix)
 		case len(r.KeyPrefix) > maxKeyPrefix:
 			v.add(p+".key_prefix", "must be at most %d characters, got %d", maxKeyPrefix, len(r.KeyPrefix))
 		case !keyPrefixPattern.MatchString(r.KeyPrefix):
 			v.add(p+".key_prefix", "must start with a letter or digit and hold only letters, digits, '-', '_' and '.', got %q", clip(r.KeyPrefix))
+		default:
+			v.keyPrefixOwn(p, r, i)
 		}
-		if rec.Mount != "" && r.Secret.Mount == rec.Mount && (r.Secret.Path == rec.Path || strings.HasPrefix(r.Secret.Path, strings.Trim(rec.Path, "/")+"/")) {
-			v.add("rotation_records.path", "%s/%s would hold rotation records over rotations[%d].secret: give the records a path of their own", rec.Mount, rec.Path, i)
+	}
+	v.recordsOwn(rec)
+}
+
+// keyPrefixOwn refuses a key_prefix that starts another rotation's of the
+// same provider, or that another's starts: the orphan sweep deletes every
+// key named with the prefix that no run of its rotation holds, so on a
+// shared account (a SendGrid account, a Mailgun domain) one rotation would
+// delete the other's live keys. The default prefixes of "sendgrid" and
+// "sendgrid-eu" are such a pair.
+func (v *validator) keyPrefixOwn(p string, r Rotation, i int) {
+	if r.Provider != "sendgrid_email" && r.Provider != "mailgun_email" {
+		return // Twilio's tokens have no names: no sweep
+	}
+	for j, o := range v.c.Rotations[:i] {
+		if o.Provider != r.Provider || o.KeyPrefix == "" || o.Name == r.Name { // a duplicate name is reported
+			continue
 		}
+		if strings.HasPrefix(r.KeyPrefix, o.KeyPrefix) || strings.HasPrefix(o.KeyPrefix, r.KeyPrefix) {
+			v.add(p+".key_prefix", "%q and the key_prefix %q of rotations[%d]: one starts the other, so on a shared %s account the orphan sweep of one would delete the other's keys; give each a prefix that does not start another's",
+				r.KeyPrefix, o.KeyPrefix, j, r.Provider)
+			return
+		}
+	}
+}
+
+// recordsOwn refuses rotation records that would land on a secret rotator
+// reads, or among ha's records: each rotation's record is written at
+// <mount>/<path>/<rotation name>, and a write there would replace that
+// secret (or an integration's ha record of the same name).
+func (v *validator) recordsOwn(rec RotationRecords) {
+	if rec.Mount == "" || checkKVPath(rec.Mount) != "" || checkKVPath(rec.Path) != "" {
+		return
+	}
+	under := func(mount, path string) bool {
+		return strings.Trim(mount, "/") == rec.Mount && (strings.Trim(path, "/") == rec.Path || strings.HasPrefix(strings.Trim(path, "/"), rec.Path+"/"))
+	}
+	over := func(what string) {
+		v.add("rotation_records.path", "%s/%s would hold rotation records over %s: give the records a path of their own", rec.Mount, rec.Path, what)
+	}
+	seen := map[string]bool{}
+	for i, r := range v.c.Rotations {
+		seen[r.Secret.Key()] = true
+		if under(r.Secret.Mount, r.Secret.Path) {
+			over(indexPath("rotations", i) + ".secret")
+		}
+	}
+	for i, in := range v.c.Integrations {
+		if !seen[in.Source.Key()] && under(in.Source.Mount, in.Source.Path) {
+			seen[in.Source.Key()] = true
+			over(indexPath("integrations", i) + ".source")
+		}
+	}
+	for i, r := range v.c.Rotations {
+		if m := r.Manager; m != nil && !seen[m.Source().Key()] && under(m.Mount, m.Path) {
+			seen[m.Source().Key()] = true
+			over(indexPath("rotations", i) + ".manager")
+		}
+	}
+	if t := v.c.Hood.Token.Vault; t != nil && !seen[t.Source().Key()] && under(t.Mount, t.Path) {
+		over("hood.token.vault")
+	}
+	if h := v.c.HA; h.Enabled() && strings.Trim(h.Mount, "/") == rec.Mount && strings.Trim(h.Path, "/") == rec.Path {
+		v.add("rotation_records.path", "%s/%s is also ha.path: a rotation's record would take the place of the ha record of an integration of the same name; give the records a path of their own (left out, it is <ha.path>/%s)", rec.Mount, rec.Path, DefaultRotationsPath)
 	}
 }
 
@@ -250,11 +334,17 @@ func (v *validator) rotationProvider(p string, r Rotation) {
 // rotationSecret checks a rotation's secret and its consumers.
 func (v *validator) rotationSecret(p string, r Rotation, secrets map[string]int, i int) {
 	s := r.Secret
+	bad := false
 	if msg := checkKVPath(s.Mount); msg != "" {
 		v.add(p+".secret.mount", "%s", msg)
+		bad = true
 	}
 	if msg := checkKVPath(s.Path); msg != "" {
 		v.add(p+".secret.path", "%s", msg)
+		bad = true
+	}
+	if bad {
+		return // no consumer can be looked for on a malformed path
 	}
 	if s.KVVersion != 2 {
 		v.add(p+".secret.kv_version", "must be 2: a rotation writes the new credential as a new version with check-and-set and restores the previous one on failure, which KV v1 cannot do; got %d", s.KVVersion)

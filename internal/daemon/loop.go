@@ -145,8 +145,8 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 	maxAges := map[string]time.Duration{}
 	for _, in := range w.cfg.Integrations {
 		providers[in.Name] = in.Provider
-		if in.MaxAge > 0 {
-			maxAges[in.Name] = in.MaxAge.D()
+		if age := w.cfg.EffectiveMaxAge(in); age > 0 { // its own, else its rotation's
+			maxAges[in.Name] = age
 		}
 	}
 	d.metrics.Retain(providers)

@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -102,5 +103,49 @@ func TestDryRun(t *testing.T) {
 	}
 	if s, _ := vaultSrv.Client().Logical().Read("secret/data/" + w.prefix + "/records/rot"); s != nil {
 		t.Error("the dry run wrote a record")
+	}
+}
+
+// A rotator that dies right after the provider minted the key, before the
+// record says which key: once its lease has run out, the next run undoes
+// (the step in the record is minting) and deletes the key by the run's
+// name. The secret, the consumers and the old credential are untouched.
+func TestRotationCrashWhileMintingIsUndone(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.provider, func(t *testing.T) {
+			w := newWorld(t, k, 2, "")
+			_, before := w.current()
+			_, err := w.run(true, func(point string) error {
+				if point == "minted" {
+					return errors.New("killed")
+				}
+				return nil
+			})
+			if err == nil || !strings.Contains(err.Error(), "crash injected") {
+				t.Fatalf("run: got %v, want the injected crash", err)
+			}
+			if rec := w.record(); rec.Step != rotation.StepMinting || rec.HeldBy == "" {
+				t.Fatalf("record after the crash: got step %q holder %q, want minting, held", rec.Step, rec.HeldBy)
+			}
+			if o := w.orphans(""); len(o) == 0 {
+				t.Fatal("the crash left no key at the provider: the test would prove nothing")
+			}
+			if _, err := w.run(false, nil); !errors.Is(err, rotation.ErrBusy) {
+				t.Fatalf("run while the lease is live: got %v, want ErrBusy", err)
+			}
+			w.expireLease()
+			res := w.finish(false)
+			if res.Step != rotation.StepUndone {
+				t.Fatalf("run after the lease ran out: got step %q (error %q), want undone", res.Step, res.Error)
+			}
+			cred, after := w.current()
+			if after != before || cred != w.hand.Reveal() || !w.accepts(cred) {
+				t.Errorf("secret: got version %d (want %d) holding the hand-made credential %v, accepted %v", after, before, cred == w.hand.Reveal(), w.accepts(cred))
+			}
+			if o := w.orphans(""); len(o) > 0 {
+				t.Errorf("keys left at the provider: %v", o)
+			}
+			w.noLeak()
+		})
 	}
 }
