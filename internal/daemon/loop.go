@@ -182,8 +182,8 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 	maxAges := map[string]time.Duration{}
 	for _, in := range w.cfg.Integrations {
 		providers[in.Name] = in.Provider
-		if in.MaxAge > 0 {
-			maxAges[in.Name] = in.MaxAge.D()
+		if a := w.cfg.EffectiveMaxAge(in); a > 0 { // its own, or its rotation's
+			maxAges[in.Name] = a
 		}
 	}
 	d.metrics.Retain(providers)

@@ -161,7 +161,10 @@ func (d *Daemon) RunRotation(ctx context.Context, name string, req rotation.Requ
 // Rotations implements admin.Service: each configured rotation's record.
 func (d *Daemon) Rotations(ctx context.Context) ([]rotation.Status, error) {
 	w := d.world()
-	if w == nil || w.Rotations == nil {
+	switch {
+	case w == nil:
+		return nil, errors.New("configuration not loaded")
+	case w.Rotations == nil:
 		return nil, nil
 	}
 	return w.Rotations.Status(ctx)
