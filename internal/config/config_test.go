@@ -506,7 +506,7 @@ func TestParseProblems(t *testing.T) {
 			"integrations[1].bogus (line 3): unknown key (valid: fields, id, max_age, name, on_verify_failure, provider, provider_check, schedule, source, static)",
 		}},
 		{"alias to nothing of the right shape", "a: &x [1]\n", []string{
-			"a (line 1): unknown key (valid: admin, audit, ha, hood, integrations, jitter, provider_api, schedule, state, timezone, vault, watch)",
+			"a (line 1): unknown key (valid: admin, audit, ha, hood, integrations, jitter, provider_api, rotation_records, rotations, schedule, state, timezone, vault, watch)",
 		}},
 	}
 	for _, tt := range tests {

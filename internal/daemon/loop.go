@@ -72,7 +72,7 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 		switch wk, ok := disp.next(w.cfg); {
 		case ok && wk.reload:
 			sess = d.doReload(ctx, sess)
-			disp.onResume(sess.takeResume())
+			disp.onResume(wakes.without(sess.takeResume()))
 			continue
 		case ok && wk.rot != nil:
 			rrun = d.startRotation(ctx, w, *wk.rot)

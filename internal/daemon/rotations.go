@@ -250,6 +250,15 @@ func (w *wakeups) drop(name string) {
 	}
 }
 
+// without returns the names that have no wake-up: a rotation that has one
+// is run then.
+func (w *wakeups) without(names []string) []string {
+	return slices.DeleteFunc(names, func(n string) bool {
+		_, ok := w.at[n]
+		return ok
+	})
+}
+
 // c fires at the earliest wake-up; nil (never) when there is none.
 func (w *wakeups) c() <-chan time.Time {
 	if w.timer == nil {

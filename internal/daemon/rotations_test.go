@@ -51,6 +51,9 @@ func TestWakeupsFireEarliestFirst(t *testing.T) {
 		t.Fatal("a past wake-up did not fire")
 	}
 	w.set("x", now.Add(time.Hour))
+	if got := w.without([]string{"a", "x", "b"}); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("without: got %v, want [a b]", got)
+	}
 	w.stop()
 	if w.c() != nil {
 		t.Error("stopped: want a nil channel")
