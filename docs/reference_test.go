@@ -38,6 +38,8 @@ func TestTables(t *testing.T) {
 		{"## Admin API", "method", []string{"path", "auth", "answer"}, 7},
 		{"### Report", "field", []string{"meaning"}, 10},
 		{"### Status", "field", []string{"meaning"}, 8},
+		{"### Rotation result", "field", []string{"meaning"}, 10},
+		{"### Rotations", "field", []string{"meaning"}, 10},
 		{"## Metrics", "name", []string{"type", "labels", "meaning"}, 14},
 		{"## Audit log", "field", []string{"meaning"}, 9},
 	} {

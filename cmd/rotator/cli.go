@@ -40,6 +40,7 @@ Commands:
   rotator once     --config FILE [--force] [--only NAME[,NAME...]]   one pass, then exit
   rotator plan     --config FILE [--only NAME[,NAME...]]             what a pass would push, values masked
   rotator validate --config FILE                                     check the file; touches no network
+  rotator rotate   NAME --config FILE [--dry-run]                    run a rotation until it rests, waiting through grace
   rotator version
 
 Common flags:
@@ -51,7 +52,11 @@ run: SIGHUP reloads the configuration (an invalid file is refused and the one in
 force stays); SIGTERM or SIGINT stops it after the pushes in flight finish, within
 --shutdown-timeout (default 30s).
 
-Exit codes: 0 success (or nothing to push), 1 at least one integration failed,
+rotate: SIGTERM or SIGINT stops it at once; its record in Vault lets the next
+rotate (or the daemon) resume the run.
+
+Exit codes: 0 success (or nothing to push; rotate: done), 1 at least one
+integration failed (rotate: undone, failed, held elsewhere or stopped),
 2 invalid configuration or command line.
 `
 
@@ -101,6 +106,8 @@ func runWith(ctx context.Context, args []string, e env) int {
 		return cmdPass(ctx, cmd, rest, e)
 	case "validate":
 		return cmdValidate(rest, e)
+	case "rotate":
+		return cmdRotate(ctx, rest, e)
 	case "version", "--version", "-version":
 		fmt.Fprintf(e.stdout, "rotator %s (%s %s/%s)\n", version, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
 		return exitOK
@@ -132,11 +139,15 @@ func (c *common) flags(name, about string, e env) *flag.FlagSet {
 	return fs
 }
 
+// commandArgs are the arguments a command takes besides its flags, as its
+// usage line shows them.
+var commandArgs = map[string]string{"rotate": "NAME "}
+
 // printHelp prints a command's help: its usage line, what it does, and its
 // flags as --flag.
 func printHelp(fs *flag.FlagSet, about string) {
 	w := fs.Output()
-	fmt.Fprintf(w, "Usage: rotator %s [flags]\n\n%s\n\nFlags:\n", fs.Name(), about)
+	fmt.Fprintf(w, "Usage: rotator %s %s[flags]\n\n%s\n\nFlags:\n", fs.Name(), commandArgs[fs.Name()], about)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fs.VisitAll(func(f *flag.Flag) {
 		arg, text := flag.UnquoteUsage(f)
@@ -196,6 +207,34 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) (code int, ok bool) {
 		return exitInvalid, false
 	}
 	return 0, true
+}
+
+// parseNamed parses the flags of a command that takes names besides them
+// (before, between or after the flags) and returns the names; code and ok
+// are parseFlags'.
+func parseNamed(fs *flag.FlagSet, args []string) (names []string, code int, ok bool) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, false
+			}
+			return nil, exitInvalid, false
+		}
+		if fs.NArg() == 0 {
+			return names, 0, true
+		}
+		names = append(names, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// newRuntime is the one place a command builds the runtime of cfg: its
+// clients (Vault logged in now), state, audit log, engine and rotations.
+// readOnly makes the ha.mode vault store write nothing (`plan`).
+func newRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger, e env, readOnly bool) (*runtime.Runtime, error) {
+	return runtime.Build(ctx, cfg, runtime.Options{
+		Logger: log, Getenv: e.getenv, Version: version, Limiters: hood.NewLimiters(), ReadOnly: readOnly, Login: true,
+	})
 }
 
 // errNoConfig is the error of a command given no configuration file.
@@ -295,9 +334,7 @@ func cmdPass(ctx context.Context, name string, args []string, e env) int {
 	if !ok {
 		return exitInvalid
 	}
-	rt, err := runtime.Build(ctx, cfg, runtime.Options{
-		Logger: log, Getenv: e.getenv, Version: version, Limiters: hood.NewLimiters(), ReadOnly: name == "plan", Login: true,
-	})
+	rt, err := newRuntime(ctx, cfg, log, e, name == "plan")
 	if err != nil {
 		return failed(e, name, c.config, err)
 	}

@@ -19,6 +19,7 @@ func TestCommandHelp(t *testing.T) {
 		{"once", []string{"--force", "--only NAME[,NAME...]"}},
 		{"plan", []string{"--only NAME[,NAME...]"}},
 		{"validate", nil},
+		{"rotate", []string{"--dry-run"}},
 	}
 	for _, tt := range tests {
 		for _, help := range []string{"--help", "-h"} {
@@ -27,7 +28,7 @@ func TestCommandHelp(t *testing.T) {
 				e := env{stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
 				args, usage := []string{help}, "Usage: rotator COMMAND [flags]\n\n"
 				if tt.cmd != "" {
-					args, usage = []string{tt.cmd, help}, "Usage: rotator "+tt.cmd+" [flags]\n\n"
+					args, usage = []string{tt.cmd, help}, "Usage: rotator "+tt.cmd+" "+commandArgs[tt.cmd]+"[flags]\n\n"
 				}
 				if code := runWith(context.Background(), args, e); code != exitOK {
 					t.Errorf("exit code: got %d, want %d", code, exitOK)

@@ -25,7 +25,7 @@ func TestFlagsMatchReference(t *testing.T) {
 		}
 	}
 	flagLine := regexp.MustCompile(`(?m)^  --(\S+)`)
-	for _, cmd := range []string{"run", "once", "plan", "validate"} {
+	for _, cmd := range []string{"run", "once", "plan", "validate", "rotate"} {
 		var stderr bytes.Buffer
 		e := env{stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(string) string { return "" }}
 		if code := runWith(context.Background(), []string{cmd, "-h"}, e); code != exitOK {

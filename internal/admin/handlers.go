@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
 )
 
 // Service is what the admin API drives: the daemon's scheduler and state.
@@ -27,6 +28,15 @@ type Service interface {
 	Rotate(ctx context.Context, req rotate.Request) (rotate.Report, error)
 	// Status returns one entry per configured integration.
 	Status() []IntegrationStatus
+	// RunRotation runs the rotation name as req says (a run, or with
+	// DryRun its plan) and returns where it left the rotation; a run that
+	// failed is a result whose Error says why, not an error. The error
+	// wraps rotation.ErrUnknownRotation for a name that is not configured
+	// and rotation.ErrBusy for a rotation another rotator holds; any other
+	// error means the run could not be made.
+	RunRotation(ctx context.Context, name string, req rotation.Request) (rotation.Result, error)
+	// Rotations returns the record summary of each configured rotation.
+	Rotations(ctx context.Context) ([]rotation.Status, error)
 	// Ready returns nil once the daemon is ready (configuration loaded,
 	// Vault login done), else the reason, e.g. "vault: not authenticated: …".
 	// ctx is the probe's: when it ends, Ready may return ctx's error.
@@ -162,6 +172,71 @@ func (s *Server) passContext(parent context.Context) (context.Context, context.C
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
 	stop := context.AfterFunc(s.base, cancel)
 	return ctx, func() { stop(); cancel() }
+}
+
+// handleRotation serves POST /v1/rotations/{name}: a run of the rotation
+// as far as it can go now (to done or undone, or to the end of its grace
+// period: grace_until), or with ?dry_run=true the steps it would take,
+// nothing written and no provider asked. The answer is the run's result,
+// 200 even when the run failed (error says why); 404 for an unknown
+// rotation, 409 for one another rotator holds.
+func (s *Server) handleRotation(w http.ResponseWriter, r *http.Request) {
+	if err := drainBody(w, r, s.maxBody); err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read the request body")
+		return
+	}
+	dryRun, err := parseDryRun(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	name := r.PathValue("name")
+	req := rotation.Request{Trigger: string(rotate.TriggerAdmin), Caller: r.RemoteAddr, Begin: !dryRun, DryRun: dryRun}
+	ctx, cancel := s.passContext(r.Context())
+	defer cancel()
+	res, err := s.svc.RunRotation(ctx, name, req)
+	s.extendWrite(w, r)
+	clientGone := r.Context().Err() != nil
+	switch {
+	case errors.Is(err, rotation.ErrUnknownRotation):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown rotation %q", name))
+	case errors.Is(err, rotation.ErrBusy):
+		writeError(w, http.StatusConflict, err.Error())
+	case err != nil && clientGone:
+		s.log.Warn("admin client went away; rotation failed", "remote", r.RemoteAddr, "rotation", name, "error", err.Error())
+	case err != nil:
+		s.log.Error("rotation could not run", "remote", r.RemoteAddr, "rotation", name, "error", err.Error())
+		writeError(w, http.StatusInternalServerError, "the rotation could not run; see the daemon's log")
+	case clientGone:
+		s.log.Warn("admin client went away before the rotation run finished", "remote", r.RemoteAddr,
+			"rotation", name, "step", string(res.Step), "dry_run", res.DryRun)
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// RotationsAnswer is the answer of GET /v1/rotations.
+type RotationsAnswer struct {
+	Rotations []rotation.Status `json:"rotations"`
+}
+
+// handleRotations serves GET /v1/rotations: each configured rotation's
+// record, read from Vault now.
+func (s *Server) handleRotations(w http.ResponseWriter, r *http.Request) {
+	st, err := s.svc.Rotations(r.Context())
+	if err != nil {
+		s.log.Error("cannot read the rotation records", "remote", r.RemoteAddr, "error", err.Error())
+		writeError(w, http.StatusInternalServerError, "cannot read the rotation records; see the daemon's log")
+		return
+	}
+	if st == nil {
+		st = []rotation.Status{}
+	}
+	writeJSON(w, http.StatusOK, RotationsAnswer{Rotations: st})
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {

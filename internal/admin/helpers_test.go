@@ -17,6 +17,7 @@ import (
 
 	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
 	"github.com/ocamba-rotator/rotator/internal/secret"
 	"github.com/ocamba-rotator/rotator/internal/testkit"
 )
@@ -36,6 +37,34 @@ type fakeService struct {
 	rotate func(ctx context.Context, req rotate.Request) (rotate.Report, error)
 	status []admin.IntegrationStatus
 	ready  error
+
+	// runRotation, if set, answers RunRotation; by default a done result.
+	runRotation func(ctx context.Context, name string, req rotation.Request) (rotation.Result, error)
+	rotReqs     []rotation.Request
+	rotations   []rotation.Status
+	rotErr      error
+}
+
+func (f *fakeService) RunRotation(ctx context.Context, name string, req rotation.Request) (rotation.Result, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	f.rotReqs = append(f.rotReqs, req)
+	f.mu.Unlock()
+	if f.runRotation != nil {
+		return f.runRotation(ctx, name, req)
+	}
+	return rotation.Result{Name: name, Provider: "sendgrid_email", Step: rotation.StepDone, Since: t1, KeyID: "key-2", Version: 3}, nil
+}
+
+func (f *fakeService) Rotations(context.Context) ([]rotation.Status, error) {
+	return f.rotations, f.rotErr
+}
+
+// rotationRequests returns a copy of the requests RunRotation received.
+func (f *fakeService) rotationRequests() []rotation.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]rotation.Request(nil), f.rotReqs...)
 }
 
 func (f *fakeService) Rotate(ctx context.Context, req rotate.Request) (rotate.Report, error) {

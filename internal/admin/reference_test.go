@@ -14,6 +14,7 @@ import (
 	"github.com/ocamba-rotator/rotator/docs"
 	"github.com/ocamba-rotator/rotator/internal/admin"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
 )
 
 // registeredRoutes returns the patterns ("GET /healthz") the package's
@@ -133,6 +134,8 @@ func TestAnswerFieldsMatchReference(t *testing.T) {
 	}{
 		{"### Report", []reflect.Type{reflect.TypeFor[rotate.Report](), reflect.TypeFor[rotate.Outcome]()}},
 		{"### Status", []reflect.Type{reflect.TypeFor[admin.IntegrationStatus]()}},
+		{"### Rotation result", []reflect.Type{reflect.TypeFor[rotation.Result]()}},
+		{"### Rotations", []reflect.Type{reflect.TypeFor[admin.RotationsAnswer](), reflect.TypeFor[rotation.Status]()}},
 	} {
 		got, want := jsonNames(tc.types...), documentedFields(t, tc.heading)
 		if !slices.Equal(got, want) {

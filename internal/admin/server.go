@@ -150,6 +150,8 @@ func (s *Server) routes(g prometheus.Gatherer) http.Handler {
 	v1.HandleFunc("POST /v1/rotate/{name}", s.handleRotate)
 	v1.HandleFunc("GET /v1/status", s.handleStatus)
 	v1.HandleFunc("GET /v1/plan", s.handlePlan)
+	v1.HandleFunc("POST /v1/rotations/{name}", s.handleRotation)
+	v1.HandleFunc("GET /v1/rotations", s.handleRotations)
 	api := s.logRequests(s.requireToken(jsonMux(v1)))
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -42,8 +42,8 @@ type Options struct {
 	Version  string
 	// Reload delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
-	// ShutdownTimeout bounds how long pushes in flight may take to finish
-	// once shutdown starts, and then the admin server's shutdown. Default
+	// ShutdownTimeout bounds how long pushes in flight (or a rotation run)
+	// may take to finish once shutdown starts, and then the admin server's shutdown. Default
 	// config.DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Started, if set, is called once the admin server listens, with its address.
@@ -86,6 +86,10 @@ type Daemon struct {
 	cur   *world
 	force chan *forced
 	ticks chan []string
+	// rotAsk carries the admin API's requests for a rotation to the loop;
+	// rotTicks the rotations whose schedule fired.
+	rotAsk   chan *rotAsk
+	rotTicks chan []string
 	// watchTicks carries the integrations whose watched Vault path changed
 	// (watch mode) from the session's watcher to the loop.
 	watchTicks chan []string
@@ -124,6 +128,8 @@ func Run(ctx context.Context, opts Options) error {
 		ready:      newReadyGate(),
 		force:      make(chan *forced),
 		ticks:      make(chan []string),
+		rotAsk:     make(chan *rotAsk),
+		rotTicks:   make(chan []string),
 		watchTicks: make(chan []string),
 		watched:    newWatchMemory(),
 		limiters:   hood.NewLimiters(),
@@ -165,7 +171,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("start admin server on %s: %w", cfg.Admin.Listen, err)
 	}
 	d.log.Info("rotator started", "version", opts.Version, "admin_listen", d.srv.Addr(),
-		"integrations", len(cfg.Integrations), "schedule", cfg.Schedule)
+		"integrations", len(cfg.Integrations), "rotations", len(cfg.Rotations), "schedule", cfg.Schedule)
 	if opts.Started != nil {
 		opts.Started(d.srv.Addr())
 	}
@@ -181,6 +187,7 @@ func (d *Daemon) build(cfg *config.Config) (*world, error) {
 		Logger: d.log, Getenv: d.opts.Getenv, Version: d.opts.Version, Limiters: d.limiters,
 		State: d.local, Audit: d.audit,
 		ObserveVault: d.metrics.ObserveVault, OnVaultAuth: d.metrics.SetVaultAuthenticated, ObserveHood: d.metrics.ObserveHood,
+		OnRotationStep: d.metrics.ObserveRotationStep,
 	})
 	if err != nil {
 		return nil, err

@@ -5,24 +5,55 @@ import (
 
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
+)
+
+// The triggers of rotation runs the daemon makes besides admin and schedule.
+const (
+	triggerAdmin    = string(rotate.TriggerAdmin)
+	triggerSchedule = string(rotate.TriggerSchedule)
+	triggerResume   = string(rotate.TriggerStartup) // a rotation in progress when the configuration was put in force
+	triggerGrace    = "grace"                       // the end of the grace period (or a retry after a failed run)
 )
 
 // dispatcher is the loop's policy, with no goroutines, channels or clock;
-// its zero value is ready. One pass at a time; next come the start-up pass,
-// a reload, admin requests (identical ones share the next pass to start),
-// schedule ticks (dropped if the running push covers them), watch changes.
+// its zero value is ready. One piece of work at a time, a pass or a
+// rotation run (which runs passes itself); next come the start-up pass, a
+// reload, admin requests for a pass (identical ones share the next pass to
+// start), admin requests for a rotation (identical ones share the next
+// run), rotations due (schedule, resume, wake-up), schedule ticks (dropped
+// if the running push covers them), watch changes.
 type dispatcher struct {
 	started, reload bool
 	pending         [][]*forced     // groups of identical admin requests
 	due, watchDue   []string        // names due by schedule, by watch
 	run             *rotate.Request // the running pass; nil when none
+	asks            [][]*rotAsk     // groups of identical admin requests for a rotation
+	rotDue          []rotDue        // rotations due, in arrival order, one entry per name
+	rot             *rotWork        // the running rotation run; nil when none
 }
 
-// work is what the loop does next: a reload, or a pass and its waiters.
+// work is what the loop does next: a reload, a pass and its waiters, or a
+// rotation run.
 type work struct {
 	reload  bool
 	req     rotate.Request
 	waiters []*forced
+	rot     *rotWork
+}
+
+// rotWork is a run of one rotation and the admin requests it answers.
+type rotWork struct {
+	name    string
+	req     rotation.Request
+	waiters []*rotAsk
+}
+
+// rotDue is a rotation due to run: by its schedule (Begin), or to resume
+// a run in progress (at start-up, at the end of grace).
+type rotDue struct {
+	name, trigger string
+	begin         bool
 }
 
 // onForced queues an admin request for the next pass, with the same ones.
@@ -54,13 +85,62 @@ func (d *dispatcher) onWatch(names []string) {
 
 func (d *dispatcher) onReload() { d.reload = true }
 
+// onRotationAsk queues an admin request for a rotation for its next run,
+// with the same ones.
+func (d *dispatcher) onRotationAsk(a *rotAsk) {
+	if i := slices.IndexFunc(d.asks, func(g []*rotAsk) bool { return g[0].name == a.name && g[0].req.DryRun == a.req.DryRun }); i >= 0 {
+		d.asks[i] = append(d.asks[i], a)
+		return
+	}
+	d.asks = append(d.asks, []*rotAsk{a})
+}
+
+// onRotationTick marks scheduled rotations due, but one whose run that
+// begins a rotation is running.
+func (d *dispatcher) onRotationTick(names []string) {
+	for _, n := range names {
+		if d.rot == nil || d.rot.name != n || !d.rot.req.Begin {
+			d.markDue(rotDue{name: n, trigger: triggerSchedule, begin: true})
+		}
+	}
+}
+
+// onResume marks rotations in progress due to resume (never dropped).
+func (d *dispatcher) onResume(names []string) {
+	for _, n := range names {
+		d.markDue(rotDue{name: n, trigger: triggerResume})
+	}
+}
+
+// onWake marks rotations whose wake-up time came due to resume.
+func (d *dispatcher) onWake(names []string) {
+	for _, n := range names {
+		d.markDue(rotDue{name: n, trigger: triggerGrace})
+	}
+}
+
+// markDue queues r, or merges it into the entry of its name: a run that
+// begins also resumes, so a scheduled run takes a resume's place.
+func (d *dispatcher) markDue(r rotDue) {
+	i := slices.IndexFunc(d.rotDue, func(x rotDue) bool { return x.name == r.name })
+	switch {
+	case i < 0:
+		d.rotDue = append(d.rotDue, r)
+	case r.begin && !d.rotDue[i].begin:
+		d.rotDue[i] = r
+	}
+}
+
 // passDone ends the running pass.
 func (d *dispatcher) passDone() { d.run = nil }
+
+// rotationDone ends the running rotation run.
+func (d *dispatcher) rotationDone() { d.rot = nil }
 
 // next takes the work to do now, if any; a pass runs until passDone.
 func (d *dispatcher) next(cfg *config.Config) (w work, ok bool) {
 	switch {
-	case d.run != nil:
+	case d.run != nil || d.rot != nil:
 		return w, false
 	case !d.started:
 		d.started = true
@@ -75,6 +155,19 @@ func (d *dispatcher) next(cfg *config.Config) (w work, ok bool) {
 		if w.req.Force {
 			w.req.NotBefore = w.waiters[len(w.waiters)-1].arrived
 		}
+	case len(d.asks) > 0:
+		var g []*rotAsk
+		g, d.asks = d.asks[0], d.asks[1:]
+		w.rot = &rotWork{name: g[0].name, req: g[0].req, waiters: g}
+		w.rot.req.Trigger = triggerAdmin
+		if w.rot.req.Begin { // it resumes and begins: what was due is done
+			d.rotDue = slices.DeleteFunc(d.rotDue, func(r rotDue) bool { return r.name == w.rot.name })
+		}
+		d.rot = w.rot
+		return w, true
+	case d.takeDue(cfg, &w):
+		d.rot = w.rot
+		return w, true
 	default:
 		w.req = rotate.Request{Trigger: rotate.TriggerSchedule, Only: take(cfg, &d.due)}
 		if len(w.req.Only) == 0 {
@@ -88,8 +181,26 @@ func (d *dispatcher) next(cfg *config.Config) (w work, ok bool) {
 	return w, true
 }
 
+// takeDue takes the first rotation due that cfg still has into w;
+// rotations cfg no longer has are dropped.
+func (d *dispatcher) takeDue(cfg *config.Config, w *work) bool {
+	for len(d.rotDue) > 0 {
+		r := d.rotDue[0]
+		d.rotDue = d.rotDue[1:]
+		if _, ok := cfg.Rotation(r.name); ok {
+			w.rot = &rotWork{name: r.name, req: rotation.Request{Trigger: r.trigger, Begin: r.begin}}
+			return true
+		}
+	}
+	return false
+}
+
 // waiting returns the admin requests that wait for a pass (at shutdown).
 func (d *dispatcher) waiting() []*forced { return slices.Concat(d.pending...) }
+
+// waitingRotations returns the admin requests that wait for a rotation
+// run (at shutdown).
+func (d *dispatcher) waitingRotations() []*rotAsk { return slices.Concat(d.asks...) }
 
 // same says two admin requests are of one kind and name the same integrations.
 func same(a, b rotate.Request) bool {

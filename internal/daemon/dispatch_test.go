@@ -8,12 +8,14 @@ import (
 
 	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
 )
 
 // script is a dispatcher fed one step at a time, as the loop feeds it.
 type script struct {
-	d   dispatcher
-	cfg *config.Config
+	d     dispatcher
+	cfg   *config.Config
+	rotID map[*rotAsk]int // the ids of the rotation requests
 }
 
 type step func(t *testing.T, s *script)
@@ -21,9 +23,15 @@ type step func(t *testing.T, s *script)
 // arrival is when request id arrived: id seconds after a fixed time.
 func arrival(id int) time.Time { return time.Date(2026, 1, 1, 0, 0, id, 0, time.UTC) }
 
+// configOf is a configuration of the integrations named; a name that
+// starts with "r" is a rotation.
 func configOf(names ...string) *config.Config {
 	cfg := &config.Config{}
 	for _, n := range names {
+		if strings.HasPrefix(n, "r") {
+			cfg.Rotations = append(cfg.Rotations, config.Rotation{Name: n})
+			continue
+		}
 		cfg.Integrations = append(cfg.Integrations, config.Integration{Name: n})
 	}
 	return cfg
@@ -34,6 +42,27 @@ func ask(id int, kind string, only ...string) step {
 	req := rotate.Request{Only: only, Force: kind == "push" || kind == "dry", DryRun: kind == "dry" || kind == "plan"}
 	return func(_ *testing.T, s *script) { s.d.onForced(&forced{req: req, arrived: arrival(id)}) }
 }
+
+// askRotation is admin request id for a run (kind "run") or a dry run
+// ("dry") of rotation name.
+func askRotation(id int, kind, name string) step {
+	req := rotation.Request{Begin: kind == "run", DryRun: kind == "dry"}
+	return func(_ *testing.T, s *script) {
+		a := &rotAsk{name: name, req: req, reply: make(chan rotationAnswer, 1)}
+		if s.rotID == nil {
+			s.rotID = map[*rotAsk]int{}
+		}
+		s.rotID[a] = id
+		s.d.onRotationAsk(a)
+	}
+}
+
+func rotTick(names ...string) step {
+	return func(_ *testing.T, s *script) { s.d.onRotationTick(names) }
+}
+func resume(names ...string) step { return func(_ *testing.T, s *script) { s.d.onResume(names) } }
+func wake(names ...string) step   { return func(_ *testing.T, s *script) { s.d.onWake(names) } }
+func rotationDone() step          { return func(_ *testing.T, s *script) { s.d.rotationDone() } }
 
 func tick(names ...string) step    { return func(_ *testing.T, s *script) { s.d.onTick(names) } }
 func changed(names ...string) step { return func(_ *testing.T, s *script) { s.d.onWatch(names) } }
@@ -49,7 +78,7 @@ func reconfigure(names ...string) step {
 func next(want string) step {
 	return func(t *testing.T, s *script) {
 		t.Helper()
-		if got := describe(s.d.next(s.cfg)); got != want {
+		if got := s.describe(s.d.next(s.cfg)); got != want {
 			t.Errorf("next: got %q, want %q", got, want)
 		}
 	}
@@ -65,6 +94,25 @@ func waiting(want string) step {
 	}
 }
 
+// waitingRotations checks the rotation requests answered at shutdown, by id.
+func waitingRotations(want string) step {
+	return func(t *testing.T, s *script) {
+		t.Helper()
+		if got := s.rotIDs(s.d.waitingRotations()); got != want {
+			t.Errorf("waiting rotations: got %q, want %q", got, want)
+		}
+	}
+}
+
+// rotIDs are the ids of rotation requests (by their arrival).
+func (s *script) rotIDs(as []*rotAsk) string {
+	var out []string
+	for _, a := range as {
+		out = append(out, fmt.Sprint(s.rotID[a]))
+	}
+	return strings.Join(out, ",")
+}
+
 func ids(fs []*forced) string {
 	var out []string
 	for _, f := range fs {
@@ -74,13 +122,27 @@ func ids(fs []*forced) string {
 }
 
 // describe is work in short: "none", "reload", or the trigger, "force"
-// and "dry" flags, the integrations, the waiters' ids and NotBefore's id.
-func describe(w work, ok bool) string {
+// and "dry" flags, the integrations, the waiters' ids and NotBefore's id;
+// a rotation run is "rotation", its name, trigger, "begin" and "dry"
+// flags and its waiters' ids.
+func (s *script) describe(w work, ok bool) string {
 	switch {
 	case !ok:
 		return "none"
 	case w.reload:
 		return "reload"
+	case w.rot != nil:
+		out := []string{"rotation", w.rot.name, w.rot.req.Trigger}
+		if w.rot.req.Begin {
+			out = append(out, "begin")
+		}
+		if w.rot.req.DryRun {
+			out = append(out, "dry")
+		}
+		if len(w.rot.waiters) > 0 {
+			out = append(out, "waiters="+s.rotIDs(w.rot.waiters))
+		}
+		return strings.Join(out, " ")
 	}
 	out := []string{string(w.req.Trigger)}
 	if w.req.Force {
@@ -101,11 +163,95 @@ func describe(w work, ok bool) string {
 	return strings.Join(out, " ")
 }
 
+// dispatchCase is one script of the dispatcher.
+type dispatchCase struct {
+	name  string
+	steps []step
+}
+
+// rotationCases are the scripts of rotation runs: one slot for a pass or
+// a rotation run, never both.
+var rotationCases = []dispatchCase{
+	{"a rotation run never overlaps a pass, nor a pass a rotation run", []step{
+		askRotation(1, "run", "r1"), next("startup"), next("none"), passDone(),
+		next("rotation r1 admin begin waiters=1"),
+		ask(2, "push"), tick("a"), next("none"), rotationDone(),
+		next("admin force waiters=2 notbefore=2"), passDone(),
+		next("schedule a"), passDone(), next("none"),
+	}},
+	{"admin requests for a pass go before those for a rotation, which go before rotations due", []step{
+		next("startup"), rotTick("r2"), askRotation(1, "run", "r1"), ask(2, "push"), passDone(),
+		next("admin force waiters=2 notbefore=2"), passDone(),
+		next("rotation r1 admin begin waiters=1"), rotationDone(),
+		next("rotation r2 schedule begin"), rotationDone(), next("none"),
+	}},
+	{"identical rotation requests share a run; a dry run is another kind", []step{
+		next("startup"),
+		askRotation(1, "run", "r1"), askRotation(2, "dry", "r1"), askRotation(3, "run", "r1"), askRotation(4, "run", "r2"), passDone(),
+		next("rotation r1 admin begin waiters=1,3"), rotationDone(),
+		next("rotation r1 admin dry waiters=2"), rotationDone(),
+		next("rotation r2 admin begin waiters=4"), rotationDone(), next("none"),
+	}},
+	{"a request arriving during a run of its rotation waits for the next run", []step{
+		next("startup"), passDone(), askRotation(1, "run", "r1"), next("rotation r1 admin begin waiters=1"),
+		askRotation(2, "run", "r1"), next("none"), rotationDone(),
+		next("rotation r1 admin begin waiters=2"),
+	}},
+	{"resume at start-up, after the start-up pass, and wake-ups do not begin", []step{
+		resume("r2", "r1"), next("startup"), passDone(),
+		next("rotation r2 startup"), rotationDone(),
+		next("rotation r1 startup"), rotationDone(),
+		wake("r1"), next("rotation r1 grace"), rotationDone(), next("none"),
+	}},
+	{"one run per rotation due: a schedule takes a resume's place and begins", []step{
+		next("startup"), wake("r1"), rotTick("r1"), resume("r1"), wake("r2"), wake("r2"), passDone(),
+		next("rotation r1 schedule begin"), rotationDone(),
+		next("rotation r2 grace"), rotationDone(), next("none"),
+	}},
+	{"an admin run of a rotation covers what was due for it", []step{
+		next("startup"), rotTick("r1"), wake("r2"), askRotation(1, "run", "r1"), passDone(),
+		next("rotation r1 admin begin waiters=1"), rotationDone(),
+		next("rotation r2 grace"), rotationDone(), next("none"),
+	}},
+	{"an admin dry run covers nothing", []step{
+		next("startup"), rotTick("r1"), askRotation(1, "dry", "r1"), passDone(),
+		next("rotation r1 admin dry waiters=1"), rotationDone(),
+		next("rotation r1 schedule begin"), rotationDone(), next("none"),
+	}},
+	{"a scheduled tick of the rotation whose run begins is dropped, a wake-up is not", []step{
+		next("startup"), passDone(), askRotation(1, "run", "r1"), next("rotation r1 admin begin waiters=1"),
+		rotTick("r1", "r2"), wake("r1"), rotationDone(),
+		next("rotation r2 schedule begin"), rotationDone(),
+		next("rotation r1 grace"), rotationDone(), next("none"),
+	}},
+	{"a scheduled tick during a resume is kept", []step{
+		resume("r1"), next("startup"), passDone(), next("rotation r1 startup"),
+		rotTick("r1"), rotationDone(), next("rotation r1 schedule begin"),
+	}},
+	{"rotations the configuration no longer has are dropped", []step{
+		next("startup"), passDone(), rotTick("r9"), wake("r1", "r8"), resume("r7"),
+		next("rotation r1 grace"), rotationDone(), next("none"),
+	}},
+	{"a reload waits for the rotation run and goes first", []step{
+		next("startup"), passDone(), rotTick("r1"), next("rotation r1 schedule begin"),
+		reload(), askRotation(1, "run", "r2"), next("none"), rotationDone(),
+		next("reload"), next("rotation r2 admin begin waiters=1"),
+	}},
+	{"a rotation removed by a reload: its admin request still runs (and is answered unknown)", []step{
+		next("startup"), passDone(), askRotation(1, "run", "r2"), rotTick("r2"), ask(2, "plan"), next("admin dry waiters=2"),
+		reload(), passDone(), next("reload"), reconfigure("a", "r1"),
+		next("rotation r2 admin begin waiters=1"), rotationDone(), next("none"),
+	}},
+	{"shutdown answers the waiting rotation requests, not the running run's", []step{
+		next("startup"), askRotation(1, "run", "r1"), askRotation(2, "dry", "r1"), passDone(),
+		next("rotation r1 admin begin waiters=1"),
+		askRotation(3, "run", "r1"), askRotation(4, "run", "r2"),
+		waitingRotations("2,3,4"), waiting(""),
+	}},
+}
+
 func TestDispatcher(t *testing.T) {
-	tests := []struct {
-		name  string
-		steps []step
-	}{
+	tests := []dispatchCase{
 		{"start-up pass first, whatever arrived before", []step{
 			reload(), ask(1, "push"), tick("a"), changed("b"),
 			next("startup"), next("none"), passDone(),
@@ -198,9 +344,10 @@ func TestDispatcher(t *testing.T) {
 			waiting("2,4,5"),
 		}},
 	}
+	tests = append(tests, rotationCases...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &script{cfg: configOf("a", "b", "c")}
+			s := &script{cfg: configOf("a", "b", "c", "r1", "r2")}
 			for _, st := range tc.steps {
 				st(t, s)
 			}

@@ -33,12 +33,23 @@ type running struct {
 	done    chan passResult
 }
 
-// session is the per-configuration machinery: schedules, Vault upkeep and
-// the watcher (watch mode). close waits for all of its goroutines.
+// session is the per-configuration machinery: schedules, Vault upkeep, the
+// watcher (watch mode) and the rotation metrics' refresh. close waits for
+// all of its goroutines.
 type session struct {
 	sched  *scheduler
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// resume are the rotations in progress when the configuration was put
+	// in force, for the loop to resume (takeResume).
+	resume []string
+}
+
+// takeResume returns the rotations to resume, once.
+func (s *session) takeResume() []string {
+	r := s.resume
+	s.resume = nil
+	return r
 }
 
 func (s *session) close() {
@@ -47,36 +58,54 @@ func (s *session) close() {
 	s.wg.Wait()
 }
 
-// loop owns passes until ctx ends, then shuts down; the dispatcher decides.
+// loop owns passes and rotation runs until ctx ends, then shuts down; the
+// dispatcher decides.
 func (d *Daemon) loop(ctx context.Context, w *world) {
 	sess := d.install(ctx, w, nil)
 	var disp dispatcher
 	var run running
+	var rrun rotRunning
+	var wakes wakeups
+	disp.onResume(sess.takeResume())
 	for {
 		w := d.world()
 		switch wk, ok := disp.next(w.cfg); {
 		case ok && wk.reload:
 			sess = d.doReload(ctx, sess)
+			disp.onResume(wakes.without(sess.takeResume()))
 			continue
+		case ok && wk.rot != nil:
+			rrun = d.startRotation(ctx, w, *wk.rot)
 		case ok:
 			run = d.start(ctx, w, wk.req, wk.waiters)
 		}
 		select {
 		case <-ctx.Done():
-			d.shutdown(run, disp.waiting(), sess)
+			wakes.stop()
+			d.shutdown(run, rrun, disp.waiting(), disp.waitingRotations(), sess, &wakes)
 			return
 		case f := <-d.force:
 			disp.onForced(f)
+		case a := <-d.rotAsk:
+			disp.onRotationAsk(a)
 		case names := <-d.ticks:
 			disp.onTick(names)
+		case names := <-d.rotTicks:
+			disp.onRotationTick(names)
 		case names := <-d.watchTicks:
 			disp.onWatch(names)
+		case now := <-wakes.c():
+			disp.onWake(wakes.due(now))
 		case <-d.opts.Reload:
 			disp.onReload()
 		case r := <-run.done:
 			d.finish(run, r)
 			run = running{}
 			disp.passDone()
+		case a := <-rrun.done:
+			d.finishRotation(rrun, a, &wakes)
+			rrun = rotRunning{}
+			disp.rotationDone()
 		}
 	}
 }
@@ -126,11 +155,11 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 		d.log.Error("cannot set the hood rate limits", "error", err.Error())
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	sched, err := newScheduler(sctx, w.cfg, d.ticks)
+	sched, err := newScheduler(sctx, w.cfg, d.ticks, d.rotTicks)
 	if err != nil {
 		// Validate parsed every schedule, so this is a bug; run without schedules.
 		d.log.Error("cannot schedule passes", "error", err.Error())
-		sched, _ = newScheduler(sctx, &config.Config{Timezone: "UTC"}, d.ticks)
+		sched, _ = newScheduler(sctx, &config.Config{Timezone: "UTC"}, d.ticks, d.rotTicks)
 	}
 	s := &session{sched: sched, cancel: cancel}
 	s.wg.Add(1)
@@ -138,6 +167,14 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 		defer s.wg.Done()
 		w.Vault.KeepAlive(sctx)
 	}()
+	s.resume = d.installRotations(sctx, w)
+	if w.Rotations != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			d.refreshRotations(sctx, w.Rotations)
+		}()
+	}
 	d.mu.Lock()
 	d.cur = w
 	d.mu.Unlock()
@@ -216,11 +253,12 @@ func (d *Daemon) doReload(ctx context.Context, sess *session) *session {
 	return sess
 }
 
-// shutdown stops schedules, lets the pushes in flight finish (bounded by the
-// shutdown timeout), answers waiting requests, and closes the admin server.
-func (d *Daemon) shutdown(run running, waiting []*forced, sess *session) {
+// shutdown stops schedules, lets the pushes in flight or the rotation run
+// finish (bounded by the shutdown timeout), answers waiting requests, and
+// closes the admin server.
+func (d *Daemon) shutdown(run running, rrun rotRunning, waiting []*forced, rotWaiting []*rotAsk, sess *session, wakes *wakeups) {
 	close(d.quit)
-	d.log.Info("shutting down", "pass_running", run.done != nil)
+	d.log.Info("shutting down", "pass_running", run.done != nil, "rotation_running", rrun.done != nil)
 	sess.cancel()
 	sess.sched.stop()
 	if run.done != nil {
@@ -236,8 +274,29 @@ func (d *Daemon) shutdown(run running, waiting []*forced, sess *session) {
 		}
 		t.Stop()
 	}
+	if rrun.done != nil {
+		t := time.NewTimer(d.opts.ShutdownTimeout)
+		select {
+		case a := <-rrun.done:
+			d.finishRotation(rrun, a, wakes)
+		case <-t.C:
+			// A rotation's record is crash-safe: each step is written to
+			// Vault before it is taken, so a run cancelled here is resumed
+			// (or undone) at the next start-up, by this rotator or another
+			// once its lease expires.
+			d.log.Warn("rotation still running after the shutdown timeout: cancelling it; its record lets the next start resume it",
+				"rotation", rrun.work.name, "timeout", d.opts.ShutdownTimeout.String())
+			rrun.cancel()
+			d.finishRotation(rrun, <-rrun.done, wakes)
+		}
+		t.Stop()
+	}
+	wakes.stop()
 	for _, f := range waiting {
 		f.reply <- passResult{err: ErrShuttingDown}
+	}
+	for _, a := range rotWaiting {
+		a.reply <- rotationAnswer{err: ErrShuttingDown}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownTimeout)
 	defer cancel()

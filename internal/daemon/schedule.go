@@ -13,7 +13,8 @@ import (
 )
 
 // scheduler turns the configuration's cron schedules into ticks: lists of
-// integration names that are due. One cron entry per distinct schedule; a
+// integration names that are due, and lists of rotation names that are due
+// (rotations[].schedule). One cron entry per distinct schedule of each; a
 // tick waits a random delay of up to the jitter before it is delivered.
 type scheduler struct {
 	cron    *cron.Cron
@@ -22,9 +23,9 @@ type scheduler struct {
 }
 
 // newScheduler builds (but does not start) the schedules of cfg. Every tick
-// is sent on ticks unless ctx ends first. cfg has been validated, so every
-// spec parses.
-func newScheduler(ctx context.Context, cfg *config.Config, ticks chan<- []string) (*scheduler, error) {
+// of integrations is sent on ticks, every tick of rotations on rotTicks,
+// unless ctx ends first. cfg has been validated, so every spec parses.
+func newScheduler(ctx context.Context, cfg *config.Config, ticks, rotTicks chan<- []string) (*scheduler, error) {
 	s := &scheduler{
 		cron:    cron.New(cron.WithLocation(cfg.Location())),
 		entries: map[string]cron.EntryID{},
@@ -34,12 +35,35 @@ func newScheduler(ctx context.Context, cfg *config.Config, ticks chan<- []string
 		spec := in.EffectiveSchedule(cfg.Schedule)
 		bySpec[spec] = append(bySpec[spec], in.Name)
 	}
+	ids, err := s.add(ctx, bySpec, cfg.Jitter.D(), ticks)
+	if err != nil {
+		return nil, err
+	}
+	for id, names := range ids {
+		for _, n := range names {
+			s.entries[n] = id
+		}
+	}
+	rotSpecs := map[string][]string{}
+	for _, r := range cfg.Rotations {
+		if r.Schedule != "" { // "": only when asked
+			rotSpecs[r.Schedule] = append(rotSpecs[r.Schedule], r.Name)
+		}
+	}
+	if _, err := s.add(ctx, rotSpecs, cfg.Jitter.D(), rotTicks); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// add adds one cron entry per spec, which sends its names on ch.
+func (s *scheduler) add(ctx context.Context, bySpec map[string][]string, jitter time.Duration, ch chan<- []string) (map[cron.EntryID][]string, error) {
 	specs := make([]string, 0, len(bySpec))
 	for spec := range bySpec {
 		specs = append(specs, spec)
 	}
 	sort.Strings(specs)
-	jitter := cfg.Jitter.D()
+	ids := map[cron.EntryID][]string{}
 	for _, spec := range specs {
 		names := bySpec[spec]
 		id, err := s.cron.AddFunc(spec, func() {
@@ -53,18 +77,16 @@ func newScheduler(ctx context.Context, cfg *config.Config, ticks chan<- []string
 				}
 			}
 			select {
-			case ticks <- names:
+			case ch <- names:
 			case <-ctx.Done():
 			}
 		})
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range names {
-			s.entries[n] = id
-		}
+		ids[id] = names
 	}
-	return s, nil
+	return ids, nil
 }
 
 func (s *scheduler) start() { s.cron.Start() }

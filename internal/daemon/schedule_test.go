@@ -19,7 +19,7 @@ func TestSchedulerHonoursTimezoneAndOverrides(t *testing.T) {
 		},
 	}
 	ticks := make(chan []string)
-	s, err := newScheduler(context.Background(), cfg, ticks)
+	s, err := newScheduler(context.Background(), cfg, ticks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestSchedulerTicksWithJitterStopWithContext(t *testing.T) {
 		Integrations: []config.Integration{{Name: "a"}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	ticks := make(chan []string)
-	s, err := newScheduler(ctx, cfg, ticks)
+	s, err := newScheduler(ctx, cfg, ticks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

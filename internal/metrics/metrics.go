@@ -1,5 +1,6 @@
 // Package metrics holds rotator's Prometheus collectors: what a pass, a
-// Hood or Vault request, watch mode and a configuration reload record, on
+// rotation, a Hood or Vault request, watch mode and a configuration reload
+// record, on
 // the prometheus.Registerer the daemon injects.
 package metrics
 
@@ -91,6 +92,7 @@ type Recorder struct {
 	reloadLast          prometheus.Gauge
 	credentialMaxAge    *prometheus.GaugeVec
 	credentialAge       *prometheus.Desc
+	rot                 *rotationSeries
 	now                 func() time.Time
 
 	mu sync.Mutex // serialises ObservePass and Retain over the per-integration series
@@ -178,16 +180,17 @@ func New(reg prometheus.Registerer, version string) (*Recorder, error) {
 		credentialAge: prometheus.NewDesc(CredentialAge,
 			"Age at scrape time of the KV v2 version of the integration's secret that its last pass read (from Vault's created_time).",
 			[]string{labelIntegration}, nil),
+		rot:     newRotationSeries(),
 		now:     time.Now,
 		series:  make(map[string]map[string]struct{}),
 		created: make(map[string]time.Time),
 		maxAges: make(map[string]time.Duration),
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		m.rotations, m.lastSuccess, m.consecutiveFailures, m.secretVersion, m.passDuration,
 		m.hoodRequests, m.hoodDuration, m.vaultRequests, m.vaultAuthenticated, m.buildInfo,
 		m.watchPolls, m.watchChanges, m.reloadOK, m.reloadLast, m.credentialMaxAge, ageCollector{m},
-	} {
+	}, m.rot.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

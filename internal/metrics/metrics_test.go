@@ -16,6 +16,7 @@ import (
 
 	"github.com/ocamba-rotator/rotator/internal/metrics"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
 )
 
 // family is one gathered metric family, reduced to what the tests check.
@@ -138,6 +139,12 @@ var contract = map[string]struct {
 	// Configuration reloads.
 	"rotator_config_last_reload_successful":                {"GAUGE", nil},
 	"rotator_config_last_reload_success_timestamp_seconds": {"GAUGE", nil},
+	// Rotations (docs/rotation.md).
+	"rotator_rotation_step":                           {"GAUGE", []string{"rotation", "step"}},
+	"rotator_rotation_step_started_timestamp_seconds": {"GAUGE", []string{"rotation"}},
+	"rotator_rotation_grace_seconds":                  {"GAUGE", []string{"rotation"}},
+	"rotator_rotation_runs_total":                     {"COUNTER", []string{"result", "rotation"}},
+	"rotator_rotation_last_done_timestamp_seconds":    {"GAUGE", []string{"rotation"}},
 }
 
 // exercise gives every metric at least one series.
@@ -153,6 +160,9 @@ func exercise(m *metrics.Recorder) {
 	m.ObserveWatchPoll(false)
 	m.ObserveWatchChange()
 	m.ReloadSucceeded(t1)
+	m.RetainRotations(map[string]time.Duration{"sg": 15 * time.Minute})
+	m.ObserveRotationStep(rotation.Record{Name: "sg", Step: rotation.StepDone, Since: t1, Current: rotation.Current{Finished: &t1}})
+	m.ObserveRotationRun("sg", metrics.RunDone)
 }
 
 func TestMetricsContract(t *testing.T) {
@@ -441,6 +451,10 @@ func TestNilRecorder(t *testing.T) {
 	m.SetVaultAuthenticated(true)
 	m.Retain(map[string]string{"a": "p"})
 	m.SetMaxAges(map[string]time.Duration{"a": time.Hour})
+	m.RetainRotations(map[string]time.Duration{"a": time.Hour})
+	m.ObserveRotationStep(rotation.Record{Name: "a"})
+	m.SeedRotation(rotation.Status{Name: "a"})
+	m.ObserveRotationRun("a", metrics.RunDone)
 }
 
 // rotator_credential_age_seconds is computed at each scrape from the created

@@ -12,6 +12,7 @@ import (
 	"github.com/ocamba-rotator/rotator/docs"
 	"github.com/ocamba-rotator/rotator/internal/metrics"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
+	"github.com/ocamba-rotator/rotator/internal/rotation"
 )
 
 // describer is a registry that remembers what was registered on it, so
@@ -75,6 +76,8 @@ func registerLikeRun(t *testing.T, reg prometheus.Registerer) {
 	m.ObserveWatchPoll(true)
 	m.ObserveWatchChange()
 	m.ReloadSucceeded(t0)
+	m.RetainRotations(map[string]time.Duration{"r": time.Minute})
+	m.ObserveRotationStep(rotation.Record{Name: "r", Step: rotation.StepDone, Since: t0, Current: rotation.Current{Finished: &t0}})
 }
 
 // The metrics the daemon registers are those of the reference's metric

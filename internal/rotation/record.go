@@ -209,3 +209,7 @@ func (l *lease) keepAlive(ctx context.Context, lost context.CancelCauseFunc) {
 		}
 	}
 }
+
+// AtRest reports whether no run is in progress at s ("none", as Status
+// writes StepNone, included).
+func (s Step) AtRest() bool { return s.atRest() || s == "none" }

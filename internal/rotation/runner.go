@@ -94,7 +94,7 @@ func New(o Options) *Runner {
 
 // Request says what a run does.
 type Request struct {
-	Trigger string // "schedule", "admin", "cli", "startup" (resume)
+	Trigger string // "schedule", "admin", "cli", "startup" (resume), "grace" (the end of grace)
 	Caller  string // the admin client's address
 	// Begin starts a new rotation when the record is at rest; without it a
 	// run only resumes one in progress.
@@ -635,26 +635,44 @@ func (r *Runner) result(rot config.Rotation, rec Record, notes []string, err err
 func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	var out []Status
 	for _, rot := range r.o.Config.Rotations {
-		mount, path := r.recordPath(rot.Name)
-		rec, _, err := readRecord(ctx, r.o.Vault, mount, path)
+		st, err := r.status(ctx, rot)
 		if err != nil {
-			return nil, fmt.Errorf("rotation %s: %w", rot.Name, err)
-		}
-		st := Status{Name: rot.Name, Provider: rot.Provider, Step: rec.Step, Since: rec.Since,
-			LastError: rec.LastError, ErrorAt: rec.ErrorAt, KeyID: rec.Current.KeyID, Version: rec.Current.Version,
-			Finished: rec.Current.Finished, Schedule: rot.Schedule}
-		if rec.Step == StepVerified {
-			st.GraceUntil = rec.GraceUntil
-		}
-		if rec.HeldBy != "" && r.o.Now().Before(rec.HeldUntil) {
-			st.HeldBy = rec.HeldBy
-		}
-		if st.Step == StepNone {
-			st.Step = "none"
+			return nil, err
 		}
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// StatusOf reads the record of the rotation name.
+func (r *Runner) StatusOf(ctx context.Context, name string) (Status, error) {
+	rot, ok := r.o.Config.Rotation(name)
+	if !ok {
+		return Status{}, fmt.Errorf("%w %q", ErrUnknownRotation, name)
+	}
+	return r.status(ctx, rot)
+}
+
+// status reads the record of rot.
+func (r *Runner) status(ctx context.Context, rot config.Rotation) (Status, error) {
+	mount, path := r.recordPath(rot.Name)
+	rec, _, err := readRecord(ctx, r.o.Vault, mount, path)
+	if err != nil {
+		return Status{}, fmt.Errorf("rotation %s: %w", rot.Name, err)
+	}
+	st := Status{Name: rot.Name, Provider: rot.Provider, Step: rec.Step, Since: rec.Since,
+		LastError: rec.LastError, ErrorAt: rec.ErrorAt, KeyID: rec.Current.KeyID, Version: rec.Current.Version,
+		Finished: rec.Current.Finished, Schedule: rot.Schedule}
+	if rec.Step == StepVerified {
+		st.GraceUntil = rec.GraceUntil
+	}
+	if rec.HeldBy != "" && r.o.Now().Before(rec.HeldUntil) {
+		st.HeldBy = rec.HeldBy
+	}
+	if st.Step == StepNone {
+		st.Step = "none"
+	}
+	return st, nil
 }
 
 // Status is one rotation as GET /v1/rotations reports it.
