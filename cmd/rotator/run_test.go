@@ -303,6 +303,8 @@ rotation_records: {mount: secret, path: "{P}/rotations"}`, "{P}", f.prefix)
   - {name: sg-own, id: "912", provider: sendgrid_email, source: {mount: secret, path: "{P}/sg"}, max_age: 24h}
 `)
 	d := f.startDaemon(cfg)
+	// The admin server answers before the loop installs the configuration.
+	eventually(t, 20*time.Second, "the start-up pass ran", func() bool { return f.patchCount("911") == 1 })
 	for name, want := range map[string]float64{"sg": 2160 * 3600, "sg-own": 24 * 3600} {
 		if got := d.metric("rotator_credential_max_age_seconds", map[string]string{"integration": name}); got != want {
 			t.Errorf("rotator_credential_max_age_seconds{%s}: got %v, want %v", name, got, want)
