@@ -68,6 +68,9 @@ type env struct {
 	started        func(addr string) // called when `run` serves its admin API (tests)
 	// adminWriteTimeout, if set, is the admin server's write timeout (tests).
 	adminWriteTimeout time.Duration
+	// rotationRefresh, if set, is how often the daemon reads the rotation
+	// records again (tests).
+	rotationRefresh time.Duration
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -54,6 +54,9 @@ type fixture struct {
 	// adminWriteTimeout, if set, is the write timeout of the admin server
 	// of the daemons the fixture starts.
 	adminWriteTimeout time.Duration
+	// rotationRefresh, if set, is how often the daemons the fixture starts
+	// read the rotation records again.
+	rotationRefresh time.Duration
 }
 
 func newFixture(t *testing.T, opts hoodtest.Options) *fixture {

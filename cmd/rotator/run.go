@@ -40,6 +40,7 @@ func cmdRun(ctx context.Context, args []string, e env) int {
 		Started:         e.started,
 
 		AdminWriteTimeout: e.adminWriteTimeout,
+		RotationRefresh:   e.rotationRefresh,
 	})
 	if err == nil {
 		return exitOK

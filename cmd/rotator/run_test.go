@@ -78,6 +78,7 @@ func (f *fixture) startDaemon(cfg string, args ...string) *runningDaemon {
 		started: func(addr string) { addrCh <- addr },
 
 		adminWriteTimeout: f.adminWriteTimeout,
+		rotationRefresh:   f.rotationRefresh,
 	}
 	go func() {
 		d.done <- runWith(ctx, append([]string{"run", "--config", cfg, "--log-format", "json", "--log-level", "debug", "--shutdown-timeout", "20s"}, args...), e)

@@ -52,6 +52,10 @@ type Options struct {
 	// WriteTimeout); default admin.DefaultWriteTimeout. The answer of a pass
 	// is written even after a longer pass.
 	AdminWriteTimeout time.Duration
+	// RotationRefresh is how often the rotation records are read again
+	// (metrics, and rotations left in progress by a rotator that died);
+	// default one minute.
+	RotationRefresh time.Duration
 }
 
 // ConfigError is returned by Run when the configuration cannot be used at
@@ -90,6 +94,9 @@ type Daemon struct {
 	// rotTicks the rotations whose schedule fired.
 	rotAsk   chan *rotAsk
 	rotTicks chan []string
+	// rotAdrift carries the rotations in progress that no rotator holds
+	// (their holder died) from the refresh to the loop, to resume them.
+	rotAdrift chan []string
 	// watchTicks carries the integrations whose watched Vault path changed
 	// (watch mode) from the session's watcher to the loop.
 	watchTicks chan []string
@@ -130,6 +137,7 @@ func Run(ctx context.Context, opts Options) error {
 		ticks:      make(chan []string),
 		rotAsk:     make(chan *rotAsk),
 		rotTicks:   make(chan []string),
+		rotAdrift:  make(chan []string),
 		watchTicks: make(chan []string),
 		watched:    newWatchMemory(),
 		limiters:   hood.NewLimiters(),

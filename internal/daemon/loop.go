@@ -92,6 +92,8 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 			disp.onTick(names)
 		case names := <-d.rotTicks:
 			disp.onRotationTick(names)
+		case names := <-d.rotAdrift:
+			disp.onResume(wakes.without(names))
 		case names := <-d.watchTicks:
 			disp.onWatch(names)
 		case now := <-wakes.c():

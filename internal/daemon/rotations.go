@@ -204,10 +204,17 @@ func (d *Daemon) installRotations(ctx context.Context, w *world) (resume []strin
 	return resume
 }
 
-// refreshRotations reads the records again every rotationRefresh until ctx
-// ends, for the metrics: another rotator may have moved them.
+// refreshRotations reads the records again every RotationRefresh until ctx
+// ends: for the metrics (another rotator may have moved them), and to
+// resume a rotation left in progress by a holder that died (its lease ran
+// out): without this a survivor would take it up only at its next
+// schedule. One waiting out its grace unheld gets a wake-up at its end.
 func (d *Daemon) refreshRotations(ctx context.Context, r *rotation.Runner) {
-	t := time.NewTicker(rotationRefresh)
+	every := d.opts.RotationRefresh
+	if every <= 0 {
+		every = rotationRefresh
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -216,11 +223,23 @@ func (d *Daemon) refreshRotations(ctx context.Context, r *rotation.Runner) {
 		case <-t.C:
 			st, err := r.Status(ctx)
 			if err != nil {
-				d.log.Debug("cannot read the rotation records for the metrics", "error", err.Error())
+				d.log.Debug("cannot read the rotation records", "error", err.Error())
 				continue
 			}
+			var adrift []string
 			for _, s := range st {
 				d.metrics.SeedRotation(s)
+				if s.InProgress() && s.HeldBy == "" {
+					adrift = append(adrift, s.Name)
+				}
+			}
+			if len(adrift) == 0 {
+				continue
+			}
+			select {
+			case d.rotAdrift <- adrift:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}
