@@ -138,58 +138,72 @@ func (r *sgRotation) watchAccepted(t *testing.T) func() string {
 	}
 }
 
-// A running daemon takes up a rotation that another rotator left in
-// progress when it was killed: once the dead holder's lease has run out,
-// with no schedule or request, the daemon's refresh of the records finds
-// it unheld and resumes it to the end.
+// A daemon takes up a rotation that another rotator left in progress when
+// it was killed, once the dead holder's lease has run out, with no
+// schedule or request: a daemon already running finds it unheld when it
+// reads the records again (refresh); a daemon started while the lease
+// still lives is told it is busy, and looks again when the lease ends.
 func TestRunResumesRotationOfDeadHolder(t *testing.T) {
-	f := newFixture(t, hoodtest.Options{})
-	f.rotationRefresh = 200 * time.Millisecond
-	r := f.sendgridRotation("1s", "1401", "1402")
-	r.extra += "\nha: {lease_ttl: 5s}"
-	cfg := r.config()
-	d := f.startDaemon(cfg)
-	eventually(t, 20*time.Second, "the start-up pass ran", func() bool { return f.patchCount("1401") >= 1 })
-	stop := r.watchAccepted(t)
+	for _, startedFirst := range []bool{true, false} {
+		// Not parallel: both daemons would listen on the default admin port.
+		t.Run(fmt.Sprintf("daemon_started_first=%v", startedFirst), func(t *testing.T) {
+			f := newFixture(t, hoodtest.Options{})
+			if startedFirst {
+				f.rotationRefresh = 200 * time.Millisecond
+			}
+			r := f.sendgridRotation("1s", "1401", "1402")
+			r.extra += "\nha: {lease_ttl: 5s}"
+			cfg := r.config()
+			var d *runningDaemon
+			if startedFirst {
+				d = f.startDaemon(cfg)
+				eventually(t, 20*time.Second, "the start-up pass ran", func() bool { return f.patchCount("1401") >= 1 })
+			}
+			stop := r.watchAccepted(t)
 
-	// The other rotator: its own state and audit files (the daemon holds these).
-	body, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := strings.NewReplacer("state.db", "state-other.db", "audit.log", "audit-other.log").Replace(string(body))
-	otherCfg := cfg + ".other"
-	if err := os.WriteFile(otherCfg, []byte(other), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 3 * time.Second, Times: 1})
-	cmd := exec.Command(rotatorBinary(t), "rotate", "sg", "--config", otherCfg)
-	cmd.Env = []string{"VAULT_ADDR=" + f.vs.Addr, "VAULT_TOKEN=" + f.vs.RootToken, "PATH=" + os.Getenv("PATH")}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the other rotator reaches stored", func() bool {
-		rec := r.record()
-		return rec != nil && rec["step"] == "stored"
-	})
-	time.Sleep(300 * time.Millisecond)
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	killed := time.Now()
-	eventually(t, 30*time.Second, "the daemon completes the rotation", func() bool { return r.record()["step"] == "done" })
-	if waited := time.Since(killed); waited < 4*time.Second {
-		t.Errorf("resumed %s after the kill, before the dead holder's 5s lease ran out", waited)
-	}
-	if v := stop(); v != "" {
-		t.Errorf("a consumer held a key SendGrid refuses: %s", v)
-	}
-	cur, _ := r.current()
-	if !r.held(cur) || !r.sg.Accepts(secret.New(cur)) {
-		t.Error("not every consumer holds the secret's credential, or SendGrid refuses it")
-	}
-	if code := d.stop(); code != 0 {
-		t.Errorf("exit code: got %d, want 0", code)
+			// The other rotator: its own state and audit files.
+			body, err := os.ReadFile(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := strings.NewReplacer("state.db", "state-other.db", "audit.log", "audit-other.log").Replace(string(body))
+			otherCfg := cfg + ".other"
+			if err := os.WriteFile(otherCfg, []byte(other), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f.hood.Inject(hoodtest.Fault{Method: "PATCH", Delay: 3 * time.Second, Times: 1})
+			cmd := exec.Command(rotatorBinary(t), "rotate", "sg", "--config", otherCfg)
+			cmd.Env = []string{"VAULT_ADDR=" + f.vs.Addr, "VAULT_TOKEN=" + f.vs.RootToken, "PATH=" + os.Getenv("PATH")}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 30*time.Second, "the other rotator reaches stored", func() bool {
+				rec := r.record()
+				return rec != nil && rec["step"] == "stored"
+			})
+			time.Sleep(300 * time.Millisecond)
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			killed := time.Now()
+			if !startedFirst {
+				d = f.startDaemon(cfg)
+			}
+			eventually(t, 30*time.Second, "the daemon completes the rotation", func() bool { return r.record()["step"] == "done" })
+			if waited := time.Since(killed); waited < 4*time.Second {
+				t.Errorf("resumed %s after the kill, before the dead holder's 5s lease ran out", waited)
+			}
+			if v := stop(); v != "" {
+				t.Errorf("a consumer held a key SendGrid refuses: %s", v)
+			}
+			cur, _ := r.current()
+			if !r.held(cur) || !r.sg.Accepts(secret.New(cur)) {
+				t.Error("not every consumer holds the secret's credential, or SendGrid refuses it")
+			}
+			if code := d.stop(); code != 0 {
+				t.Errorf("exit code: got %d, want 0", code)
+			}
+		})
 	}
 }

@@ -89,9 +89,14 @@ func (d *Daemon) finishRotation(r rotRunning, a rotationAnswer, wakes *wakeups) 
 	case errors.Is(err, rotation.ErrUnknownRotation):
 		wakes.drop(wk.name) // removed by a reload
 	case errors.Is(err, rotation.ErrBusy):
-		// The holder finishes it; the next schedule or wake-up tries again.
+		// The holder finishes it. If the holder died (a crash, or this
+		// process before a restart: a new process has a new identity),
+		// its lease runs out: look again then.
 		log.Info("rotation held by another rotator: left to it", "reason", err.Error())
 		d.metrics.ObserveRotationRun(wk.name, metrics.RunBusy)
+		if be, ok := errors.AsType[*rotation.BusyError](err); ok {
+			wakes.set(wk.name, be.Until.Add(graceMargin))
+		}
 	default:
 		if !wk.req.Begin && err == nil && res.GraceUntil == nil && res.Step.AtRest() && res.Since.Before(r.started) {
 			log.Debug("rotation at rest: nothing to resume", "step", string(res.Step))

@@ -248,3 +248,25 @@ func twilioStatus(err error) int {
 	}
 	return 0
 }
+
+// refusal reports whether err is the provider's answer refusing a call (a
+// 4xx), after which nothing was created; a lost answer, a 5xx or a 429 may
+// hide a call carried out.
+func refusal(err error) bool {
+	var (
+		tw *provider.TwilioStatusError
+		sg *provider.SendGridStatusError
+		mg *provider.MailgunError
+	)
+	switch {
+	case errors.Is(err, provider.ErrRefused):
+		return true
+	case errors.As(err, &tw):
+		return tw.Status >= 400 && tw.Status < 500 && tw.Status != http.StatusTooManyRequests
+	case errors.As(err, &sg):
+		return sg.Status >= 400 && sg.Status < 500 && sg.Status != http.StatusTooManyRequests
+	case errors.As(err, &mg):
+		return mg.Status >= 400 && mg.Status < 500 && mg.Status != http.StatusTooManyRequests
+	}
+	return false
+}

@@ -27,20 +27,23 @@ func (r *Runner) plan(ctx context.Context, rot config.Rotation) (Result, error) 
 	}
 	res := r.result(rot, rec, nil, nil)
 	res.DryRun = true
-	res.Plan = Plan(rot, rec, kv.Version, consumers, r.o.Now().UTC().Format("20060102T150405Z"))
+	known := rec.Current.holds(kv.Data[r.o.Config.CredentialKey(rot)])
+	res.Plan = Plan(rot, rec, kv.Version, known, consumers, r.o.Now().UTC().Format("20060102T150405Z"))
 	return res, nil
 }
 
 // Plan lists the steps a run of rot would take from rec, with the secret
-// at version and the consumers named; stamp is the time in a new key's name.
-func Plan(rot config.Rotation, rec Record, version int, consumers []string, stamp string) []string {
+// at version and the consumers named; known says the secret holds the
+// credential the last completed run left; stamp is the time in a new key's
+// name.
+func Plan(rot config.Rotation, rec Record, version int, known bool, consumers []string, stamp string) []string {
 	who := fmt.Sprintf("%d consumers (%s)", len(consumers), strings.Join(consumers, ", "))
 	secretAt := rot.Secret.Mount + "/" + rot.Secret.Path
 	revoke := "revoke the old credential at " + rot.Provider
 	switch {
 	case rot.Provider == "twilio_sms":
 		revoke = "promote the secondary auth token (the old primary is refused from then on)"
-	case rec.Step.atRest() && rec.Current.Version == version && rec.Current.KeyID != "":
+	case rec.Step.atRest() && known && rec.Current.KeyID != "":
 		revoke = "delete the old key " + rec.Current.KeyID + " at " + rot.Provider
 	case rec.Step.atRest():
 		revoke = "leave the old key: rotator did not mint it (its id is unknown); delete it by hand"
@@ -62,7 +65,7 @@ func Plan(rot config.Rotation, rec Record, version int, consumers []string, stam
 	}
 	switch rec.Step {
 	case StepNone, StepDone, StepUndone:
-		if rot.Provider != "twilio_sms" {
+		if rot.Provider != "twilio_sms" && known {
 			forward = append(forward[:1], append([]string{"delete orphan keys named " + rot.KeyPrefix + "* that no run holds"}, forward[1:]...)...)
 		}
 		return forward

@@ -62,6 +62,10 @@ type Record struct {
 	NewSalt    string     `json:"new_salt,omitempty"`
 	NewVersion int        `json:"new_version,omitempty"` // the secret's version the run wrote
 	GraceUntil *time.Time `json:"grace_until,omitempty"`
+	// MintRefused says the provider answered the mint with a refusal: it
+	// created nothing, so an undo deletes nothing (Twilio has one
+	// secondary token per account: deleting it could end one in use).
+	MintRefused bool `json:"mint_refused,omitempty"`
 	Reason     string     `json:"reason,omitempty"` // why the run is being undone
 	LastError  string     `json:"last_error,omitempty"`
 	ErrorAt    *time.Time `json:"error_at,omitempty"`
@@ -73,11 +77,20 @@ type Record struct {
 	HeldUntil time.Time `json:"held_until"`
 }
 
-// Current is the credential a completed run left in the secret.
+// Current is the credential a completed run left in the secret. Hash and
+// Salt tell whether the secret still holds it (a write of another key of
+// the secret makes a new version, not a new credential).
 type Current struct {
 	Version  int        `json:"version,omitempty"`
 	KeyID    string     `json:"key_id,omitempty"`
+	Hash     string     `json:"hash,omitempty"`
+	Salt     string     `json:"salt,omitempty"`
 	Finished *time.Time `json:"finished,omitempty"`
+}
+
+// holds reports whether v is the credential the last completed run left.
+func (c Current) holds(v secret.Value) bool {
+	return c.Hash != "" && !v.IsZero() && hashOf(c.Salt, v) == c.Hash
 }
 
 // hashOf is the hex HMAC-SHA256 of v under the hex salt.
@@ -99,6 +112,19 @@ func newSalt() (string, error) {
 
 // ErrBusy is a rotation another rotator holds (its lease is live).
 var ErrBusy = errors.New("rotation held by another rotator")
+
+// BusyError is a rotation another rotator holds, until when.
+type BusyError struct {
+	Holder string
+	Until  time.Time
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%s: %s until %s", ErrBusy, e.Holder, e.Until.UTC().Format(time.RFC3339))
+}
+
+// Unwrap makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Unwrap() error { return ErrBusy }
 
 // ErrLostLease is a write of the record refused because another rotator
 // wrote it since: this rotator must stop the run at once.
@@ -142,7 +168,7 @@ func acquire(ctx context.Context, docs Docs, mount, path, id string, ttl time.Du
 		return nil, err
 	}
 	if rec.HeldBy != "" && rec.HeldBy != id && now().Before(rec.HeldUntil) {
-		return nil, fmt.Errorf("%w: %s until %s", ErrBusy, rec.HeldBy, rec.HeldUntil.UTC().Format(time.RFC3339))
+		return nil, &BusyError{Holder: rec.HeldBy, Until: rec.HeldUntil}
 	}
 	l := &lease{docs: docs, mount: mount, path: path, id: id, ttl: ttl, now: now, version: version, rec: rec}
 	if err := l.save(ctx, func(*Record) {}); err != nil {
@@ -202,8 +228,15 @@ func (l *lease) keepAlive(ctx context.Context, lost context.CancelCauseFunc) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := l.save(ctx, func(*Record) {}); errors.Is(err, ErrLostLease) {
+			err := l.save(ctx, func(*Record) {})
+			switch {
+			case errors.Is(err, ErrLostLease):
 				lost(err)
+				return
+			case err != nil && !l.now().Before(l.record().HeldUntil.Add(-l.ttl/6)):
+				// Renewals failed until the lease is about to run out:
+				// another rotator may take it over, so stop acting now.
+				lost(fmt.Errorf("%w: it could not be renewed before it ran out: %w", ErrLostLease, err))
 				return
 			}
 		}

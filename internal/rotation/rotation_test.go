@@ -89,8 +89,8 @@ func TestDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
-	if !res.DryRun || len(res.Plan) != 8 || !strings.Contains(res.Plan[5], "2 consumers (c0, c1)") {
-		t.Errorf("dry run: got plan %q, want 8 steps naming the 2 consumers", res.Plan)
+	if !res.DryRun || len(res.Plan) != 7 || !strings.Contains(res.Plan[4], "2 consumers (c0, c1)") {
+		t.Errorf("dry run: got plan %q, want 7 steps naming the 2 consumers", res.Plan)
 	}
 	if _, v2 := w.current(); v2 != v {
 		t.Errorf("the secret moved from version %d to %d", v, v2)

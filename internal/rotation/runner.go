@@ -358,7 +358,13 @@ func (r *Runner) begin(ctx context.Context, ru *run) error {
 		return fmt.Errorf("check the current credential: %w", err)
 	}
 	rec := ru.l.record()
-	if rec.Current.Version == 0 || rec.Current.Version == kv.Version {
+	// Only while the secret holds the credential the last completed run
+	// left is the prefix known to name nothing in use but that key: with
+	// no history (a first run, a record lost or moved) or a credential
+	// written by another hand, no key is deleted.
+	oldID := ""
+	if rec.Current.holds(cur) {
+		oldID = rec.Current.KeyID
 		gone, err := m.orphans(ctx, ru.rot.KeyPrefix, rec.Current.KeyID)
 		for _, id := range gone {
 			r.audit(ru, "orphan deleted", id, "")
@@ -367,12 +373,8 @@ func (r *Runner) begin(ctx context.Context, ru *run) error {
 		if err != nil {
 			return fmt.Errorf("delete orphan keys: %w", err)
 		}
-	} else {
-		ru.notes = append(ru.notes, fmt.Sprintf("orphan keys not looked for: the secret's version %d is not the one the last run wrote (%d)", kv.Version, rec.Current.Version))
-	}
-	oldID := ""
-	if rec.Current.Version == kv.Version {
-		oldID = rec.Current.KeyID
+	} else if ru.rot.Provider != "twilio_sms" {
+		ru.notes = append(ru.notes, "orphan keys not looked for: the secret's credential is not one a completed run of this rotation left")
 	}
 	name := ru.rot.KeyPrefix + r.o.Now().UTC().Format("20060102T150405Z")
 	err = r.step(ctx, ru, StepMinting, func(rec *Record) {
@@ -384,6 +386,11 @@ func (r *Runner) begin(ctx context.Context, ru *run) error {
 	id, next, err := m.mint(ctx, cur, name)
 	if cerr := r.crash("minted"); cerr != nil {
 		return cerr
+	}
+	if err != nil && refusal(err) {
+		if serr := ru.l.save(ctx, func(rec *Record) { rec.MintRefused = true }); serr != nil {
+			return serr
+		}
 	}
 	if err != nil {
 		return r.undo(ctx, ru, "mint: "+err.Error())
@@ -500,23 +507,26 @@ func (r *Runner) confirmAgain(ctx context.Context, ru *run) error {
 	if err != nil {
 		return err
 	}
-	if kv.Version != rec.NewVersion || hashOf(rec.NewSalt, cur) != rec.NewHash {
-		note := fmt.Sprintf("the secret changed since the run stored version %d (now %d): the old key is not revoked", rec.NewVersion, kv.Version)
+	if cur.IsZero() || hashOf(rec.NewSalt, cur) != rec.NewHash {
+		note := fmt.Sprintf("another writer replaced the credential since the run stored version %d (now version %d): the old key is not revoked", rec.NewVersion, kv.Version)
 		ru.notes = append(ru.notes, note)
 		return r.step(ctx, ru, StepDone, func(rec *Record) {
 			now := r.o.Now().UTC()
-			rec.Current = Current{Version: rec.NewVersion, KeyID: rec.NewKeyID, Finished: &now}
+			rec.Current = Current{Version: rec.NewVersion, KeyID: rec.NewKeyID, Hash: rec.NewHash, Salt: rec.NewSalt, Finished: &now}
 			rec.LastError = note
 		})
 	}
-	bad, err := r.passOver(ctx, ru, false, time.Time{}, rec.NewVersion)
+	// The credential is the run's, at this version or a later one that
+	// another writer made by changing other keys: confirm the consumers on
+	// the version current now.
+	bad, err := r.passOver(ctx, ru, false, time.Time{}, kv.Version)
 	if err != nil {
 		return fmt.Errorf("confirm the consumers before revoking: %w", err)
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("not revoking the old credential: not every consumer is confirmed on the new one: %s", joinList(bad))
 	}
-	return r.step(ctx, ru, StepRevoking, nil)
+	return r.step(ctx, ru, StepRevoking, func(rec *Record) { rec.NewVersion = kv.Version })
 }
 
 // revoke revokes the old credential and completes the run.
@@ -551,7 +561,7 @@ func (r *Runner) revoke(ctx context.Context, ru *run) error {
 	}
 	return r.step(ctx, ru, StepDone, func(rec *Record) {
 		now := r.o.Now().UTC()
-		rec.Current = Current{Version: rec.NewVersion, KeyID: rec.NewKeyID, Finished: &now}
+		rec.Current = Current{Version: rec.NewVersion, KeyID: rec.NewKeyID, Hash: rec.NewHash, Salt: rec.NewSalt, Finished: &now}
 		rec.LastError, rec.ErrorAt = "", nil
 		if note != "" {
 			rec.LastError = note
@@ -580,14 +590,21 @@ func (r *Runner) undo(ctx context.Context, ru *run, reason string) error {
 	restored := kv.Version
 	ours := rec.NewHash != "" && !cur.IsZero() && hashOf(rec.NewSalt, cur) == rec.NewHash
 	if ours {
+		// Only the credential goes back: keys another writer changed
+		// since the run stored its version stay as they are.
 		old, err := r.o.Vault.ReadKVVersion(ctx, s.Mount, s.Path, rec.OldVersion)
 		if err != nil {
-			return fmt.Errorf("read the old version %d to restore it: %w", rec.OldVersion, err)
+			return fmt.Errorf("read the old version %d to restore its credential: %w", rec.OldVersion, err)
 		}
-		if restored, err = r.o.Vault.WriteDoc(ctx, s.Mount, s.Path, reveal(old.Data), kv.Version); err != nil {
-			return fmt.Errorf("restore the old version %d: %w", rec.OldVersion, err)
+		if old.Data[ru.key].IsZero() {
+			return fmt.Errorf("the old version %d has no key %q to restore", rec.OldVersion, ru.key)
 		}
-		kv = old
+		data := reveal(kv.Data)
+		data[ru.key] = old.Data[ru.key].Reveal()
+		if restored, err = r.o.Vault.WriteDoc(ctx, s.Mount, s.Path, data, kv.Version); err != nil {
+			return fmt.Errorf("restore the old credential of version %d: %w", rec.OldVersion, err)
+		}
+		kv.Data[ru.key] = old.Data[ru.key]
 	}
 	if err := r.crash("restored"); err != nil {
 		return err
@@ -606,8 +623,10 @@ func (r *Runner) undo(ctx context.Context, ru *run, reason string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.discard(ctx, kv.Data[ru.key], rec.NewKeyID, rec.Run); err != nil {
-		return fmt.Errorf("delete the new credential: %w", err)
+	if !rec.MintRefused {
+		if err := m.discard(ctx, kv.Data[ru.key], rec.NewKeyID, rec.Run); err != nil {
+			return fmt.Errorf("delete the new credential: %w", err)
+		}
 	}
 	if err := r.crash("discarded"); err != nil {
 		return err
