@@ -65,10 +65,10 @@ type Record struct {
 	// MintRefused says the provider answered the mint with a refusal: it
 	// created nothing, so an undo deletes nothing (Twilio has one
 	// secondary token per account: deleting it could end one in use).
-	MintRefused bool `json:"mint_refused,omitempty"`
-	Reason     string     `json:"reason,omitempty"` // why the run is being undone
-	LastError  string     `json:"last_error,omitempty"`
-	ErrorAt    *time.Time `json:"error_at,omitempty"`
+	MintRefused bool       `json:"mint_refused,omitempty"`
+	Reason      string     `json:"reason,omitempty"` // why the run is being undone
+	LastError   string     `json:"last_error,omitempty"`
+	ErrorAt     *time.Time `json:"error_at,omitempty"`
 	// Current is the credential the last completed run left in Vault.
 	Current Current `json:"current"`
 	// HeldBy and HeldUntil are the lease: one rotator runs a rotation at a
