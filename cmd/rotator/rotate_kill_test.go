@@ -144,15 +144,27 @@ func (r *sgRotation) watchAccepted(t *testing.T) func() string {
 // reads the records again (refresh); a daemon started while the lease
 // still lives is told it is busy, and looks again when the lease ends.
 func TestRunResumesRotationOfDeadHolder(t *testing.T) {
-	for _, startedFirst := range []bool{true, false} {
-		// Not parallel: both daemons would listen on the default admin port.
-		t.Run(fmt.Sprintf("daemon_started_first=%v", startedFirst), func(t *testing.T) {
+	tests := []struct {
+		name         string
+		startedFirst bool
+		ha           string // the ha section
+		lease        time.Duration
+	}{
+		{"daemon started first", true, "ha: {lease_ttl: 5s}", 5 * time.Second},
+		{"daemon started within the lease", false, "ha: {lease_ttl: 5s}", 5 * time.Second},
+		// Shared records; the lease must exceed hood.timeout + verify_timeout.
+		{"ha mode vault", true, "ha: {mode: vault, mount: secret, path: {P}/ha, lease_ttl: 15s}", 15 * time.Second},
+	}
+	for _, tt := range tests {
+		startedFirst := tt.startedFirst
+		// Not parallel: the daemons would listen on the same admin port.
+		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, hoodtest.Options{})
 			if startedFirst {
 				f.rotationRefresh = 200 * time.Millisecond
 			}
 			r := f.sendgridRotation("1s", "1401", "1402")
-			r.extra += "\nha: {lease_ttl: 5s}"
+			r.extra += "\n" + strings.ReplaceAll(tt.ha, "{P}", f.prefix)
 			cfg := r.config()
 			var d *runningDaemon
 			if startedFirst {
@@ -190,9 +202,9 @@ func TestRunResumesRotationOfDeadHolder(t *testing.T) {
 			if !startedFirst {
 				d = f.startDaemon(cfg)
 			}
-			eventually(t, 30*time.Second, "the daemon completes the rotation", func() bool { return r.record()["step"] == "done" })
-			if waited := time.Since(killed); waited < 4*time.Second {
-				t.Errorf("resumed %s after the kill, before the dead holder's 5s lease ran out", waited)
+			eventually(t, 45*time.Second, "the daemon completes the rotation", func() bool { return r.record()["step"] == "done" })
+			if waited := time.Since(killed); waited < tt.lease-time.Second {
+				t.Errorf("resumed %s after the kill, before the dead holder's %s lease ran out", waited, tt.lease)
 			}
 			if v := stop(); v != "" {
 				t.Errorf("a consumer held a key SendGrid refuses: %s", v)
