@@ -235,9 +235,14 @@ func parseNamed(fs *flag.FlagSet, args []string) (names []string, code int, ok b
 // clients (Vault logged in now), state, audit log, engine and rotations.
 // readOnly makes the ha.mode vault store write nothing (`plan`).
 func newRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger, e env, readOnly bool) (*runtime.Runtime, error) {
-	return runtime.Build(ctx, cfg, runtime.Options{
+	rt, err := runtime.Build(ctx, cfg, runtime.Options{
 		Logger: log, Getenv: e.getenv, Version: version, Limiters: hood.NewLimiters(), ReadOnly: readOnly, Login: true,
 	})
+	if err != nil {
+		return nil, err
+	}
+	rt.UseAllowance() // ha.mode vault: Hood requests wait for the fleet's allowance
+	return rt, nil
 }
 
 // errNoConfig is the error of a command given no configuration file.

@@ -135,6 +135,10 @@ type HA struct {
 	Path     string   `yaml:"path"`      // records at <mount>/<path>/<integration name>
 	Identity string   `yaml:"identity"`  // label in lease records; default: the hostname (os.Hostname; "rotator" if that fails)
 	LeaseTTL Duration `yaml:"lease_ttl"` // default 60s
+	// ClockSkew is the clock skew between rotator hosts that the handover
+	// of the fleet's Hood allowance covers: the send times handed over are
+	// counted that much later (docs/ha.md, "Rate limits"). Default 1s.
+	ClockSkew Duration `yaml:"clock_skew"`
 }
 
 // Enabled reports whether the rotators coordinate through Vault (mode vault).
@@ -229,6 +233,7 @@ const (
 	HAModeVault      = "vault" // leases and shared state in Vault KV v2
 	DefaultLeaseTTL  = 60 * time.Second
 	MinLeaseTTL      = 5 * time.Second
+	DefaultClockSkew = time.Second
 	MinWatchInterval = time.Second
 	// DefaultIdentity is ha.identity when the hostname is unknown.
 	DefaultIdentity = "rotator"
@@ -359,6 +364,9 @@ func (c *Config) ApplyDefaults(getenv func(string) string) {
 	defer c.rotationDefaults(unset)
 	if unset("ha.lease_ttl", ha.LeaseTTL == 0) {
 		ha.LeaseTTL = Duration(DefaultLeaseTTL)
+	}
+	if unset("ha.clock_skew", ha.ClockSkew == 0) {
+		ha.ClockSkew = Duration(DefaultClockSkew)
 	}
 	if ha.Enabled() && ha.Identity == "" {
 		ha.Identity = defaultIdentity()

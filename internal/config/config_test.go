@@ -234,7 +234,7 @@ func TestValidFull(t *testing.T) {
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "@hourly")
 	check(t, "ha", c.HA, config.HA{
 		Mode: "vault", Mount: "secret", Path: "rotator/leases", Identity: "web-1.example_a",
-		LeaseTTL: config.Duration(2 * time.Minute),
+		LeaseTTL: config.Duration(2 * time.Minute), ClockSkew: config.Duration(config.DefaultClockSkew),
 	})
 	check(t, "ha.Enabled", c.HA.Enabled(), true)
 	check(t, "watch", c.Watch, config.Watch{Interval: config.Duration(5 * time.Second)})
@@ -273,7 +273,7 @@ func TestDefaults(t *testing.T) {
 		OnVerifyFailure: "keep",
 	}})
 	check(t, "integrations[0] schedule", c.Integrations[0].EffectiveSchedule(c.Schedule), "0 3 * * *")
-	check(t, "ha", c.HA, config.HA{Mode: config.HAModeNone, LeaseTTL: config.Duration(config.DefaultLeaseTTL)})
+	check(t, "ha", c.HA, config.HA{Mode: config.HAModeNone, LeaseTTL: config.Duration(config.DefaultLeaseTTL), ClockSkew: config.Duration(config.DefaultClockSkew)})
 	check(t, "ha.Enabled", c.HA.Enabled(), false)
 	check(t, "watch", c.Watch, config.Watch{})
 }
@@ -283,7 +283,7 @@ func TestValidHA(t *testing.T) {
 	c := load(t, "testdata/valid-ha.yaml", env(nil))
 	check(t, "ha", c.HA, config.HA{
 		Mode: "vault", Mount: "secret", Path: "rotator/leases", Identity: "web-1",
-		LeaseTTL: config.Duration(60 * time.Second),
+		LeaseTTL: config.Duration(60 * time.Second), ClockSkew: config.Duration(config.DefaultClockSkew),
 	})
 	check(t, "ha.Enabled", c.HA.Enabled(), true)
 	check(t, "watch", c.Watch, config.Watch{Interval: config.Duration(time.Second)})
@@ -342,10 +342,10 @@ func TestHADefaultsInCode(t *testing.T) {
 	defer config.SetHostname(func() (string, error) { return "h", nil })()
 	c := &config.Config{}
 	c.ApplyDefaults(nil)
-	check(t, "ha", c.HA, config.HA{Mode: "none", LeaseTTL: config.Duration(60 * time.Second)})
+	check(t, "ha", c.HA, config.HA{Mode: "none", LeaseTTL: config.Duration(60 * time.Second), ClockSkew: config.Duration(config.DefaultClockSkew)})
 	c = &config.Config{HA: config.HA{Mode: "vault", LeaseTTL: config.Duration(time.Second)}}
 	c.ApplyDefaults(nil)
-	check(t, "ha", c.HA, config.HA{Mode: "vault", Identity: "h", LeaseTTL: config.Duration(time.Second)})
+	check(t, "ha", c.HA, config.HA{Mode: "vault", Identity: "h", LeaseTTL: config.Duration(time.Second), ClockSkew: config.Duration(config.DefaultClockSkew)})
 	check(t, "constants", []any{config.HAModeNone, config.HAModeVault, config.DefaultLeaseTTL, config.MinLeaseTTL, config.MinWatchInterval},
 		[]any{"none", "vault", 60 * time.Second, 5 * time.Second, time.Second})
 	check(t, "Enabled of the zero HA", config.HA{}.Enabled(), false)

@@ -641,6 +641,9 @@ func (v *validator) ha() {
 	case hood.Timeout > 0 && hood.VerifyTimeout > 0 && h.LeaseTTL <= push:
 		v.add("ha.lease_ttl", "must exceed hood.timeout + hood.verify_timeout (%s), got %s", push, h.LeaseTTL)
 	}
+	if h.ClockSkew < 0 || h.ClockSkew.D() > 10*time.Second {
+		v.add("ha.clock_skew", "must be between 0s and 10s, got %s", h.ClockSkew)
+	}
 }
 
 // haPathOwn refuses records that would land on a secret rotator reads: they

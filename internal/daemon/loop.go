@@ -156,6 +156,8 @@ func (d *Daemon) install(ctx context.Context, w *world, old *session) *session {
 		// build checked the limits, so this is a bug; the old ones stay.
 		d.log.Error("cannot set the hood rate limits", "error", err.Error())
 	}
+	// ha.mode vault: every Hood request waits for the fleet's allowance.
+	w.UseAllowance()
 	sctx, cancel := context.WithCancel(ctx)
 	sched, err := newScheduler(sctx, w.cfg, d.ticks, d.rotTicks)
 	if err != nil {

@@ -19,3 +19,13 @@ func OptionsFrom(cfg config.HA, v Vault, log *slog.Logger) Options {
 		TTL: cfg.LeaseTTL.D(), Logger: log,
 	}
 }
+
+// AllowanceOptionsFrom returns the options of the fleet's Hood allowance of
+// a validated `ha:` section: the document next to the records, held under
+// the identity of the process's Store, seeding window.
+func AllowanceOptionsFrom(cfg config.HA, v Vault, window Window, identity string, log *slog.Logger) AllowanceOptions {
+	return AllowanceOptions{
+		Vault: v, Mount: cfg.Mount, Path: cfg.Path, Identity: identity, TTL: cfg.LeaseTTL.D(),
+		Skew: cfg.ClockSkew.D(), Window: window, Logger: log,
+	}
+}

@@ -42,6 +42,7 @@ type Limiter struct {
 	sleep func(context.Context, time.Duration) error
 
 	mu      sync.Mutex
+	gate    Gate          // asked before every start; nil: none
 	starts  []start       // recorded starts: finished ones inside the long window, and in-flight ones
 	hold    time.Time     // no request starts before this instant (a server's Retry-After)
 	holdWhy string        // why: the answer that asked for the hold
@@ -165,6 +166,9 @@ func (l *Limiter) wait(ctx context.Context, inFlight bool) (uint64, error) {
 				return 0, err
 			}
 		}
+		if err := l.askGate(ctx); err != nil {
+			return 0, err
+		}
 		d, id, changed := l.reserve(inFlight)
 		switch d {
 		case 0:
@@ -181,6 +185,84 @@ func (l *Limiter) wait(ctx context.Context, inFlight bool) (uint64, error) {
 			}
 		}
 	}
+}
+
+// Gate decides whether this process may send Hood requests at all: with
+// several rotators sharing one Hood account (ha.mode vault), the one that
+// holds the fleet's allowance (ha.Allowance). A Limiter asks its Gate before
+// every start, and then paces the request as usual.
+type Gate interface {
+	// Acquire returns nil at once when this process may send, else waits
+	// until it may, or fails (ctx ended, the gate cannot be reached).
+	Acquire(ctx context.Context) error
+}
+
+// SetGate makes the limiter ask g before every request start; nil removes
+// the gate.
+func (l *Limiter) SetGate(g Gate) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gate = g
+}
+
+// askGate waits for the gate, if any.
+func (l *Limiter) askGate(ctx context.Context) error {
+	l.mu.Lock()
+	g := l.gate
+	l.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	if err := g.Acquire(ctx); err != nil {
+		return fmt.Errorf("wait for the hood allowance: %w", err)
+	}
+	return nil
+}
+
+// Sent returns the starts the limiter counts in its long window, oldest
+// first: finished requests at the time they were recorded, in-flight ones
+// as now. A rotator that hands the fleet's allowance over passes them on
+// (ha.Allowance).
+func (l *Limiter) Sent() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	out := make([]time.Time, 0, len(l.starts))
+	for _, s := range l.starts {
+		switch {
+		case s.inFlight:
+			out = append(out, t)
+		case s.t.After(t.Add(-l.long)):
+			out = append(out, s.t)
+		}
+	}
+	slices.SortFunc(out, time.Time.Compare)
+	return out
+}
+
+// Seed replaces the finished starts the limiter counts with sent (those
+// still inside the long window): the requests another rotator made before
+// it handed the fleet's allowance over. In-flight starts and any hold are
+// kept.
+func (l *Limiter) Seed(sent []time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	kept := slices.DeleteFunc(l.starts, func(s start) bool { return !s.inFlight })
+	for _, e := range sent {
+		if e.After(t.Add(-l.long)) {
+			l.nextID++
+			kept = append(kept, start{t: e, id: l.nextID})
+		}
+	}
+	l.starts = kept
+}
+
+// Capacity is the number of requests the long window allows.
+func (l *Limiter) Capacity() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.perLong
 }
 
 // done records that the in-flight request id is over: it counts from now on

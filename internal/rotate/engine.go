@@ -176,6 +176,17 @@ type Options struct {
 	// Checker asks the provider whether a credential works before the push
 	// of an integration with provider_check; nil = no checks.
 	Checker ProviderChecker
+	// Allowance, with a shared state (ha.mode vault), is the fleet's Hood
+	// allowance: taken before a push is begun, released at the end of the
+	// pass. nil: none (the limiter alone paces Hood requests).
+	Allowance Allowance
+}
+
+// Allowance is the lease a rotator of a fleet holds to send Hood requests
+// (implemented by *ha.Allowance).
+type Allowance interface {
+	Acquire(ctx context.Context) error
+	Release(ctx context.Context) error
 }
 
 // Engine runs passes over one configuration. It is safe for concurrent use,
@@ -191,11 +202,12 @@ type Engine struct {
 	log     *slog.Logger
 	now     func() time.Time
 	checker ProviderChecker
+	allow   Allowance
 }
 
 // New returns an engine for a validated configuration.
 func New(cfg *config.Config, opts Options) *Engine {
-	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, audit: opts.Audit, getenv: opts.Getenv, log: opts.Logger, now: opts.Now, checker: opts.Checker}
+	e := &Engine{cfg: cfg, vault: opts.Vault, hood: opts.Hood, state: opts.State, audit: opts.Audit, getenv: opts.Getenv, log: opts.Logger, now: opts.Now, checker: opts.Checker, allow: opts.Allowance}
 	if l, ok := opts.State.(leaser); ok {
 		e.lease = l
 	}
@@ -347,6 +359,9 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 			e.pushAll(ctx, req, token, jobs, outcomes)
 		}
 	}
+	// A pass hands the allowance over when it is done (nothing when it
+	// does not hold it).
+	e.releaseAllowance(ctx, log)
 
 	for i := range outcomes {
 		o := &outcomes[i]

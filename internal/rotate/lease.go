@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/config"
@@ -102,3 +103,46 @@ func (e *Engine) markSuspect(o *Outcome, name string) {
 	}
 	e.log.Warn("push made after the lease was taken over: record flagged, the next pass pushes again", "integration", name)
 }
+
+// acquireAllowance waits for the fleet's Hood allowance (ha.mode vault),
+// until ctx ends or the pass is told to stop; without a shared state or an
+// allowance it returns nil at once.
+func (e *Engine) acquireAllowance(ctx context.Context, req Request) error {
+	if e.allow == nil || e.lease == nil {
+		return nil
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if req.Stop != nil {
+		go func() {
+			select {
+			case <-req.Stop:
+				cancel()
+			case <-actx.Done():
+			}
+		}()
+	}
+	if err := e.allow.Acquire(actx); err != nil {
+		if stopped(req.Stop) {
+			return ErrStopping
+		}
+		return fmt.Errorf("wait for the hood allowance: %w", err)
+	}
+	return nil
+}
+
+// releaseAllowance hands the fleet's Hood allowance over at the end of a
+// pass that pushed; a failure is logged (the lease then runs out).
+func (e *Engine) releaseAllowance(ctx context.Context, log *slog.Logger) {
+	if e.allow == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), allowanceReleaseTimeout)
+	defer cancel()
+	if err := e.allow.Release(rctx); err != nil {
+		log.Warn("hood allowance not released: the other rotators wait for its lease to run out", "error", err.Error())
+	}
+}
+
+// allowanceReleaseTimeout bounds the release of the allowance.
+const allowanceReleaseTimeout = 10 * time.Second

@@ -120,6 +120,13 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	// decision was made on, before any Hood request: of several rotators
 	// that decided on the same change, the ones that lose make no Hood
 	// request at all.
+	// The fleet's Hood allowance comes first: a rotator that waits for it
+	// holds no lease on the integration meanwhile, and finds, once it has
+	// it, whether another rotator pushed the integration in between.
+	if err := e.acquireAllowance(ctx, req); err != nil {
+		o.Err = fmt.Errorf("not pushed: %w", err)
+		return
+	}
 	if err := e.state.Begin(in.Name, in.ID, in.Provider, j.rec.Revision, j.pushed); err != nil {
 		if errors.Is(err, state.ErrNotHolder) {
 			// Another rotator wrote the record since it was read: it

@@ -56,6 +56,9 @@ type Runtime struct {
 	Rotations *rotation.Runner
 	Limiter   *hood.Limiter // paces the Hood client
 	Limits    hood.Limits   // the configuration's rate limits
+	// Allowance is the fleet's Hood allowance (ha.mode vault, not read
+	// only); nil otherwise. UseAllowance makes the limiter ask it.
+	Allowance *ha.Allowance
 	closers   []func() error
 }
 
@@ -101,7 +104,11 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, err
 	if err != nil {
 		return nil, errors.Join(&ConfigError{Err: err}, rt.Close())
 	}
-	rt.Engine = rotate.New(cfg, rotate.Options{Vault: reader, Hood: hc, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger, Checker: checker})
+	eo := rotate.Options{Vault: reader, Hood: hc, State: rt.State, Audit: rt.Audit, Getenv: opts.Getenv, Logger: opts.Logger, Checker: checker}
+	if rt.Allowance != nil {
+		eo.Allowance = rt.Allowance
+	}
+	rt.Engine = rotate.New(cfg, eo)
 	if rt.Rotations, err = rt.rotations(cfg, opts); err != nil {
 		return nil, errors.Join(err, rt.Close())
 	}
@@ -214,6 +221,11 @@ func (rt *Runtime) open(cfg *config.Config, opts Options) error {
 			return &ConfigError{Err: fmt.Errorf("ha: %w", err)}
 		}
 		rt.State = st
+		if !opts.ReadOnly {
+			if rt.Allowance, err = ha.NewAllowance(ha.AllowanceOptionsFrom(cfg.HA, rt.Vault, rt.Limiter, st.Identity(), opts.Logger)); err != nil {
+				return &ConfigError{Err: fmt.Errorf("ha: %w", err)}
+			}
+		}
 	case rt.State == nil:
 		st, err := state.Open(cfg.State.Path)
 		if err != nil {
@@ -229,6 +241,17 @@ func (rt *Runtime) open(cfg *config.Config, opts Options) error {
 		rt.Audit, rt.closers = al, append(rt.closers, al.Close)
 	}
 	return nil
+}
+
+// UseAllowance makes the process's Hood limiter ask this configuration's
+// allowance before every request (ha.mode vault), or nothing (otherwise).
+// The daemon calls it when it puts the configuration in force.
+func (rt *Runtime) UseAllowance() {
+	if rt.Allowance != nil {
+		rt.Limiter.SetGate(rt.Allowance)
+		return
+	}
+	rt.Limiter.SetGate(nil)
 }
 
 // Close closes the state file and the audit log if Build opened them.
