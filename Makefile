@@ -22,7 +22,7 @@ FUZZTIME   ?= 10s
 all: lint build test
 
 build: ## rotator and the Hood test server, with version ldflags
-	@echo "==> building rotator and the Hood test server into $(BIN)"
+	@echo "==> building rotator and the Hood test server into $(BIN) (about 2 min on 2 cores the first time)"
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rotator ./cmd/rotator
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/hoodtest ./cmd/hoodtest
 

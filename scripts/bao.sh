@@ -90,8 +90,8 @@ trap 'stop; exit 130' INT TERM
 trap stop EXIT
 
 # run_ticking LABEL TOTAL CMD...: run CMD (output appended to the log), and
-# every 15 s print the elapsed time and, with TOTAL > 0, how many packages
-# `go build -v` has compiled so far.
+# every 15 s print the elapsed time and how many modules `go` has downloaded
+# (TOTAL 0) or how many of TOTAL packages `go build -v` has compiled so far.
 run_ticking() {
   local label=$1 total=$2 t=0 n; shift 2
   "$@" >>"$log" 2>&1 &
@@ -100,8 +100,8 @@ run_ticking() {
     sleep 1
     t=$((t + 1))
     if [ $((t % 15)) -eq 0 ]; then
-      n=""
-      if [ "$total" -gt 0 ]; then n=", $(grep -c '^[a-z]' "$log" || true) of about $total packages compiled"; fi
+      if [ "$total" -gt 0 ]; then n=", $(grep -c '^[a-z]' "$log" || true) of about $total packages compiled"
+      else n=", $(grep -c '^go: downloading' "$log" || true) modules downloaded"; fi
       printf '    %s: %dm%02ds%s\n' "$label" $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$n" >&2
     fi
   done
