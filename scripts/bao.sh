@@ -79,7 +79,7 @@ fi
 log=$PWD/.cache/bao-build.log
 start=$SECONDS
 echo "==> no bao or vault on PATH: building the OpenBao $BAO_VERSION test server once," >&2
-echo "    about 5-6 minutes on 2 cores (this machine has $(nproc 2>/dev/null || echo '?') cores);" >&2
+echo "    5 to 15 minutes on 2 cores, depending on load (this machine has $(nproc 2>/dev/null || echo '?') cores);" >&2
 echo "    cached in $CACHE afterwards. Skip it with a server of your own:" >&2
 echo "    put bao or vault on PATH, or ROTATOR_BAO_BIN=/path/to/bao. Full log: .cache/bao-build.log" >&2
 
