@@ -40,6 +40,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 )
 
 // Environment variables read by this package.
@@ -62,12 +63,15 @@ const baoPackage = "github.com/openbao/openbao"
 // directory holds tools/bao/go.mod.
 var ErrNoRepoRoot = errors.New("no repository root (a directory holding tools/bao/go.mod) above the working directory")
 
-// BinPath returns the bao binary to run: $ROTATOR_BAO_BIN when set, else
-// <repo root>/.cache/bin/bao, which it builds from <repo root>/tools/bao when
-// missing. The build goes to a temporary file that is renamed into place, and
-// a lock file keeps test packages that race for it from building it twice.
-// The repo root is the nearest directory above the working directory that
-// holds tools/bao/go.mod. A cold build takes minutes; CI builds it first.
+// BinPath returns the server binary to run, the first of: $ROTATOR_BAO_BIN;
+// <repo root>/.cache/bin/bao when it exists; `bao` on PATH (OpenBao), then
+// `vault` on PATH (HashiCorp Vault, see IsVault); else <repo root>/.cache/bin/bao
+// built from <repo root>/tools/bao. This is the order of scripts/bao.sh,
+// which `make test` runs first. The build goes to a temporary file that is
+// renamed into place, and a lock file keeps test packages that race for it
+// from building it twice. The repo root is the nearest directory above the
+// working directory that holds tools/bao/go.mod. A cold build takes minutes;
+// `make test` and CI build it first, with progress.
 func BinPath() (string, error) {
 	return binPath(context.Background())
 }
@@ -91,10 +95,34 @@ func binPath(ctx context.Context) (string, error) {
 	if checkExecutable(bin) == nil {
 		return bin, nil
 	}
+	for _, name := range []string{"bao", "vault"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
 	if err := build(ctx, root, bin); err != nil {
 		return "", err
 	}
 	return bin, nil
+}
+
+// vaultFlavor caches IsVault by binary path.
+var vaultFlavor sync.Map // string -> bool
+
+// IsVault reports whether bin is HashiCorp Vault rather than OpenBao: its
+// `version` output begins with "Vault ". The helpers then leave out the
+// OpenBao-only setting unsafe_allow_api_audit_creation (Vault allows API
+// audit devices anyway), turn mlock off in StartPersistent's file, and
+// CreateNamespace returns ErrNoNamespaces (namespaces are a Vault Enterprise
+// feature). Only OpenBao, the server CI runs, is tested here.
+func IsVault(bin string) bool {
+	if v, ok := vaultFlavor.Load(bin); ok {
+		return v.(bool)
+	}
+	out, _ := exec.Command(bin, "version").Output()
+	is := bytes.HasPrefix(bytes.TrimSpace(out), []byte("Vault "))
+	vaultFlavor.Store(bin, is)
+	return is
 }
 
 // repoRoot walks up from dir to the directory holding tools/bao/go.mod.

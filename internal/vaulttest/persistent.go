@@ -51,8 +51,7 @@ listener "tcp" {
 
 api_addr = %q
 
-# OpenBao refuses to enable audit devices through the API unless told to.
-unsafe_allow_api_audit_creation = true
+%s
 `
 
 func startPersistent(ctx context.Context, bin string) (*Server, error) {
@@ -67,7 +66,13 @@ func startPersistent(ctx context.Context, bin string) (*Server, error) {
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	addr := "http://" + listen
 	hcl := filepath.Join(dir, "config.hcl")
-	cfg := fmt.Sprintf(persistentConfig, filepath.Join(dir, "data"), listen, addr)
+	// OpenBao refuses to enable audit devices through the API unless told
+	// to; Vault allows it, knows no such setting, and locks memory unless told not to.
+	extra := "unsafe_allow_api_audit_creation = true"
+	if IsVault(bin) {
+		extra = "disable_mlock = true"
+	}
+	cfg := fmt.Sprintf(persistentConfig, filepath.Join(dir, "data"), listen, addr, extra)
 	if err := os.WriteFile(hcl, []byte(cfg), 0o600); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("write server config: %w", err)

@@ -153,9 +153,14 @@ func start(ctx context.Context, bin string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create server directory: %w", err)
 	}
-	// OpenBao refuses to enable audit devices through the API unless told to.
+	// OpenBao refuses to enable audit devices through the API unless told
+	// to; Vault allows it and knows no such setting.
+	extra := "unsafe_allow_api_audit_creation = true\n"
+	if IsVault(bin) {
+		extra = "disable_mlock = true\n"
+	}
 	hcl := filepath.Join(dir, "extra.hcl")
-	if err := os.WriteFile(hcl, []byte("unsafe_allow_api_audit_creation = true\n"), 0o600); err != nil {
+	if err := os.WriteFile(hcl, []byte(extra), 0o600); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("write server config: %w", err)
 	}
