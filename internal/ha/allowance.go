@@ -44,7 +44,12 @@ type AllowanceOptions struct {
 	Skew time.Duration
 	// Poll is how often a rotator that waits reads the document again.
 	// Default DefaultAllowancePoll.
-	Poll    time.Duration
+	Poll time.Duration
+	// Budget is how many requests the holder may send between two writes
+	// of the document (each write hands over the send times so far): a
+	// holder that dies leaves at most Budget requests the next holder has
+	// not been told of. Default: a quarter of the long window's capacity.
+	Budget  int
 	Window  Window
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -64,7 +69,10 @@ type Allowance struct {
 
 	turn chan struct{} // one Acquire at a time talks to Vault
 
+	renewMu sync.Mutex // one write of the lease at a time (renewal, budget)
+
 	mu      sync.Mutex
+	wrote   time.Time // when this process last wrote the document (its send times up to then)
 	held    bool
 	version int       // version of the document this process wrote last
 	expires time.Time // end of the lease this process holds
@@ -79,6 +87,10 @@ type allowanceDoc struct {
 	Last    string  `json:"last"`    // who wrote Sent
 	Base    int64   `json:"base_ms"` // unix milliseconds
 	Sent    []int64 `json:"sent_ms"` // send times, milliseconds after Base
+	// Budget is how many requests the holder may send after this write
+	// before it writes again (0 in documents of older rotators: a whole
+	// long window is assumed).
+	Budget int `json:"budget,omitempty"`
 }
 
 // AllowanceWaitError is the error of an Acquire that ended (its context)
@@ -122,6 +134,9 @@ func NewAllowance(o AllowanceOptions) (*Allowance, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Budget <= 0 {
+		o.Budget = max(o.Window.Capacity()/4, 1)
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -152,7 +167,7 @@ func (a *Allowance) validLocked() bool {
 // returned as is.
 func (a *Allowance) Acquire(ctx context.Context) error {
 	if a.Held() {
-		return nil
+		return a.withinBudget(ctx)
 	}
 	select {
 	case a.turn <- struct{}{}:
@@ -162,7 +177,7 @@ func (a *Allowance) Acquire(ctx context.Context) error {
 	defer func() { <-a.turn }()
 	for {
 		if a.Held() {
-			return nil
+			return a.withinBudget(ctx)
 		}
 		busy, err := a.try(ctx)
 		if err != nil || busy == nil {
@@ -174,6 +189,50 @@ func (a *Allowance) Acquire(ctx context.Context) error {
 			return busy
 		}
 	}
+}
+
+// withinBudget writes the document (renewing the lease, with the send
+// times so far) once Budget requests were sent since the last write, so
+// that the next holder is never told of fewer than all but Budget of them
+// (a few more: requests that passed the gate together).
+func (a *Allowance) withinBudget(ctx context.Context) error {
+	if a.sinceWrite() < a.o.Budget {
+		return nil
+	}
+	for {
+		err := a.renew(ctx)
+		if err == nil || errors.Is(err, ErrAllowanceLost) {
+			return err
+		}
+		// Vault did not answer: sending on would leave the next holder
+		// more unknown requests than the budget it counts; wait and
+		// write again (the lease still runs: renewals go on too).
+		a.log.Warn("hood send times not handed over: waiting to send more", "path", a.where(), "error", err.Error())
+		if serr := sleep(ctx, a.o.Poll); serr != nil {
+			return fmt.Errorf("ha: hand the hood send times over before sending more: %w", err)
+		}
+		if !a.Held() {
+			return fmt.Errorf("%w: its lease ran out while its send times could not be handed over", ErrAllowanceLost)
+		}
+		if a.sinceWrite() < a.o.Budget {
+			return nil // the renewal loop wrote meanwhile
+		}
+	}
+}
+
+// sinceWrite counts the requests the limiter sent since this process last
+// wrote the document.
+func (a *Allowance) sinceWrite() int {
+	a.mu.Lock()
+	wrote := a.wrote
+	a.mu.Unlock()
+	n := 0
+	for _, t := range a.o.Window.Sent() {
+		if !t.Before(wrote) {
+			n++
+		}
+	}
+	return n
 }
 
 // try reads the document and takes the allowance when it is free. It
@@ -198,7 +257,7 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 	seed, dead := a.seedFrom(d, found, expires)
 	until := now.Add(a.o.TTL)
 	next := d
-	next.Holder, next.Expires = a.o.Identity, until.UTC().Format(time.RFC3339Nano)
+	next.Holder, next.Expires, next.Budget = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget
 	nv, err := a.o.Vault.WriteDoc(rctx, a.o.Mount, a.o.Path+"/"+allowanceName, next, version)
 	if errors.Is(err, vault.ErrConflict) {
 		return nil, nil // another rotator wrote it since: read again
@@ -213,7 +272,7 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 	if a.stop != nil {
 		a.stop() // the renewal of a lease this process had lost
 	}
-	a.held, a.version, a.expires = true, nv, until
+	a.held, a.version, a.expires, a.wrote = true, nv, until, now
 	a.startRenewLocked()
 	a.mu.Unlock()
 	a.log.Info("hood allowance taken", "path", a.where(), "version", nv, "handed_over", len(seed),
@@ -224,9 +283,11 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 // seedFrom returns the send times the limiter must count before this
 // process sends (nil: keep its own), and the holder whose lease ran out
 // without a release ("" if none). The times handed over are shifted later
-// by Skew. A holder that died may have sent up to the whole long window
-// until TTL/6 before its lease's end, when it had to stop: those are
-// counted as sent at that instant.
+// by Skew. A holder that died may have sent, after its last write, up to
+// its budget (twice it, for the requests that passed its gate together;
+// a whole long window for a document without one) until TTL/6 before its
+// lease's end, when it had to stop: those are counted as sent at that
+// instant.
 func (a *Allowance) seedFrom(d allowanceDoc, found bool, expires time.Time) ([]time.Time, string) {
 	if !found {
 		return nil, ""
@@ -244,7 +305,11 @@ func (a *Allowance) seedFrom(d allowanceDoc, found bool, expires time.Time) ([]t
 	}
 	if dead != "" {
 		at := expires.Add(-a.o.TTL / 6).Add(a.o.Skew)
-		for range a.o.Window.Capacity() {
+		unknown := a.o.Window.Capacity()
+		if d.Budget > 0 {
+			unknown = min(2*d.Budget, unknown)
+		}
+		for range unknown {
 			out = append(out, at)
 		}
 	}
@@ -268,7 +333,7 @@ func (d allowanceDoc) expiry() (time.Time, error) {
 func (a *Allowance) handover(until time.Time) allowanceDoc {
 	d := allowanceDoc{Last: a.o.Identity}
 	if !until.IsZero() {
-		d.Holder, d.Expires = a.o.Identity, until.UTC().Format(time.RFC3339Nano)
+		d.Holder, d.Expires, d.Budget = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget
 	}
 	sent := a.o.Window.Sent()
 	if len(sent) > 0 {
@@ -322,13 +387,16 @@ func (a *Allowance) renewLoop(ctx context.Context) {
 // written last, handing over the send times so far (so that the next
 // holder knows them even if this process dies).
 func (a *Allowance) renew(ctx context.Context) error {
+	a.renewMu.Lock()
+	defer a.renewMu.Unlock()
 	a.mu.Lock()
 	version, held := a.version, a.held
 	a.mu.Unlock()
 	if !held {
 		return ErrAllowanceLost
 	}
-	until := a.o.Now().Add(a.o.TTL)
+	now := a.o.Now()
+	until := now.Add(a.o.TTL)
 	rctx, cancel := context.WithTimeout(ctx, a.o.Timeout)
 	defer cancel()
 	nv, err := a.o.Vault.WriteDoc(rctx, a.o.Mount, a.o.Path+"/"+allowanceName, a.handover(until), version)
@@ -344,7 +412,7 @@ func (a *Allowance) renew(ctx context.Context) error {
 		return fmt.Errorf("ha: renew the hood allowance at %s: %w", a.where(), err)
 	}
 	if a.held && a.version == version {
-		a.version, a.expires = nv, until
+		a.version, a.expires, a.wrote = nv, until, now
 	}
 	return nil
 }
@@ -364,6 +432,8 @@ func (a *Allowance) Release(ctx context.Context) error {
 	}
 	stop()
 	<-renewed
+	a.renewMu.Lock() // after the renewal goroutine ended: it takes renewMu
+	defer a.renewMu.Unlock()
 	a.mu.Lock()
 	version, held := a.version, a.held
 	a.held = false

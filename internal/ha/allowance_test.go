@@ -133,15 +133,15 @@ func TestAllowanceHandoverSeedsTheNextHolder(t *testing.T) {
 	}
 }
 
-func TestAllowanceDeadHolderCountsAFullWindow(t *testing.T) {
+func TestAllowanceDeadHolderCountsItsBudget(t *testing.T) {
 	e := newAllowanceEnv(t)
 	var mu sync.Mutex
 	now := time.Now().Truncate(time.Millisecond)
 	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
 	const ttl = time.Minute
-	wa := &window{sent: []time.Time{now.Add(-10 * time.Second)}, perMin: 4}
-	wb := &window{perMin: 4}
+	wa := &window{sent: []time.Time{now.Add(-10 * time.Second)}, perMin: 40} // budget 10
+	wb := &window{perMin: 40}
 	a := e.allowance(t, "a#1", wa, ttl)
 	b := e.allowance(t, "b#2", wb, ttl)
 	if err := a.Acquire(t.Context()); err != nil {
@@ -161,7 +161,9 @@ func TestAllowanceDeadHolderCountsAFullWindow(t *testing.T) {
 	}
 
 	// a "dies" (no release); once its lease ran out, b takes it over and
-	// counts a full long window at the last instant a may have sent.
+	// counts, at the last instant a may have sent, what a may have sent
+	// since its last write: twice its budget (requests that passed the
+	// gate together), not a whole long window.
 	advance(ttl/6 + time.Millisecond)
 	if err := b.Acquire(t.Context()); err != nil {
 		t.Fatalf("b: take over an expired allowance: %v", err)
@@ -177,8 +179,8 @@ func TestAllowanceDeadHolderCountsAFullWindow(t *testing.T) {
 			full++
 		}
 	}
-	if full != 4 {
-		t.Errorf("b seeded %v: want 4 (the long window's capacity) sends at %s", seeds[0], at)
+	if full != 20 {
+		t.Errorf("b seeded %v: want 20 (twice a's budget of 10) sends at %s", seeds[0], at)
 	}
 	// a, back, finds it lost.
 	if err := a.Release(t.Context()); !errors.Is(err, ha.ErrAllowanceLost) {
@@ -207,5 +209,48 @@ func TestAllowanceRenewKeepsIt(t *testing.T) {
 	}
 	if err := b.Acquire(t.Context()); err != nil {
 		t.Fatalf("b after a's release: %v", err)
+	}
+}
+
+// A holder writes the document, with its send times, each time it has sent
+// its budget since its last write: the next holder is never told of fewer
+// than all but a budget of them.
+func TestAllowanceWritesAtItsBudget(t *testing.T) {
+	e := newAllowanceEnv(t)
+	now := time.Now().Truncate(time.Millisecond)
+	wa := &window{perMin: 8} // budget 2
+	wb := &window{perMin: 8}
+	a := e.allowance(t, "a#1", wa, time.Minute)
+	if err := a.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	send := func(n int) {
+		wa.mu.Lock()
+		for range n {
+			wa.sent = append(wa.sent, time.Now())
+		}
+		wa.mu.Unlock()
+	}
+	send(1)
+	if err := a.Acquire(t.Context()); err != nil { // under budget: no write
+		t.Fatal(err)
+	}
+	send(1)
+	if err := a.Acquire(t.Context()); err != nil { // budget reached: a write
+		t.Fatal(err)
+	}
+	// a dies; b takes over after the lease: it is told of both sends.
+	e.clock = func() time.Time { return now.Add(2 * time.Minute) }
+	b := e.allowance(t, "b#2", wb, time.Minute)
+	if err := b.Acquire(t.Context()); err != nil {
+		t.Fatalf("b: take over: %v", err)
+	}
+	seeds := wb.seeded()
+	if len(seeds) != 1 {
+		t.Fatalf("b seeded %d times, want once", len(seeds))
+	}
+	// The two sends handed over, plus twice the budget at the last instant.
+	if got := len(seeds[0]); got != 2+4 {
+		t.Errorf("b seeded %d send times, want 6 (2 handed over at a's budget write + 4 unknown)", got)
 	}
 }
