@@ -55,7 +55,7 @@ fuzz: ## each fuzz target for FUZZTIME (CI: 20000x, a count; by hand try FUZZTIM
 	go test ./internal/hood -run '^$$' -fuzz '^FuzzParseError$$' -fuzztime $(FUZZTIME)
 	go test ./internal/rotate -run '^$$' -fuzz '^FuzzBuildSettings$$' -fuzztime $(FUZZTIME)
 
-bench: bao ## the benchmarks of docs/BENCHMARKS.md (about 9.5 min; ROTATOR_BENCH_IDLE=300s for the issue's 5-min window)
+bench: bao ## the benchmarks of docs/BENCHMARKS.md (about 28 min, 18 of them BenchmarkFleetAllowance; ROTATOR_BENCH_IDLE=300s for the issue's 5-min window)
 	@[ -x /usr/bin/time ] || (apt-get update -qq && apt-get install -y -qq time)  # GNU time: a child's peak RSS
 	ROTATOR_BAO_BIN=$(BAO_BIN) ./scripts/bench.sh
 

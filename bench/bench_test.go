@@ -15,6 +15,8 @@ package bench
 //	ROTATOR_BENCH_WATCH_WRITES Vault writes per interval of BenchmarkWatchLatency (default 100)
 //	ROTATOR_BENCH_ROTATION_N consuming integrations of BenchmarkRotation (default 100)
 //	ROTATOR_BENCH_GRACE  the rotation's grace in BenchmarkRotation (default 1s)
+//	ROTATOR_BENCH_FLEET_N integrations of BenchmarkFleetAllowance (default 450)
+//	ROTATOR_BENCH_FLEET_KILL when BenchmarkFleetAllowance kills the allowance's holder (default 90s; 0: no kill scenario)
 //	ROTATOR_BENCH_PROFILE a directory for a perf profile of one unchanged pass
 //	                     and (with -memprofilerate=1) the idle daemon's heap profile
 //	ROTATOR_BAO_BIN      the bao binary (default .cache/bin/bao)

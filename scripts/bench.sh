@@ -4,15 +4,16 @@
 # dev server, the Hood test server and the rotator binary built by the
 # benchmarks themselves.
 #
-#   scripts/bench.sh                         # every benchmark (about 9.5 minutes)
-#   ROTATOR_BENCH_IDLE=300s scripts/bench.sh # the issue's 5-minute idle window (about 12 minutes)
+#   scripts/bench.sh                         # every benchmark (about 28 minutes)
+#   BENCH=FleetAllowance scripts/bench.sh    # three daemons sharing the Hood allowance (about 18 minutes)
+#   ROTATOR_BENCH_IDLE=300s scripts/bench.sh # the issue's 5-minute idle window (about 32 minutes)
 #   BENCH=RateLimit ROTATOR_BENCH_N=100 scripts/bench.sh   # one benchmark, one size
 #   OUT=bench.txt scripts/bench.sh           # also keep the output in a file
 #
 # Environment: BENCH (the -bench pattern, default "."), ROTATOR_BENCH_N,
 # ROTATOR_BENCH_IDLE, ROTATOR_BENCH_SCALE, ROTATOR_BENCH_WATCH,
 # ROTATOR_BENCH_WATCH_WRITES, ROTATOR_BENCH_ROTATION_N, ROTATOR_BENCH_GRACE,
-# ROTATOR_BENCH_PROFILE (see
+# ROTATOR_BENCH_FLEET_N, ROTATOR_BENCH_FLEET_KILL, ROTATOR_BENCH_PROFILE (see
 # bench/bench_test.go), ROTATOR_BAO_BIN (default .cache/bin/bao).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +28,13 @@ header() {
   echo "# memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel $(uname -r)"
   echo "# $(go version); bao: $("$ROTATOR_BAO_BIN" version 2>/dev/null | head -1)"
   echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# env: ROTATOR_BENCH_N=${ROTATOR_BENCH_N:-100,450} ROTATOR_BENCH_IDLE=${ROTATOR_BENCH_IDLE:-60s} ROTATOR_BENCH_SCALE=${ROTATOR_BENCH_SCALE:-100,1000,10000} ROTATOR_BENCH_WATCH=${ROTATOR_BENCH_WATCH:-1s,5s} ROTATOR_BENCH_WATCH_WRITES=${ROTATOR_BENCH_WATCH_WRITES:-100} ROTATOR_BENCH_ROTATION_N=${ROTATOR_BENCH_ROTATION_N:-100} ROTATOR_BENCH_GRACE=${ROTATOR_BENCH_GRACE:-1s}"
+  echo "# env: ROTATOR_BENCH_N=${ROTATOR_BENCH_N:-100,450} ROTATOR_BENCH_IDLE=${ROTATOR_BENCH_IDLE:-60s} ROTATOR_BENCH_SCALE=${ROTATOR_BENCH_SCALE:-100,1000,10000} ROTATOR_BENCH_WATCH=${ROTATOR_BENCH_WATCH:-1s,5s} ROTATOR_BENCH_WATCH_WRITES=${ROTATOR_BENCH_WATCH_WRITES:-100} ROTATOR_BENCH_ROTATION_N=${ROTATOR_BENCH_ROTATION_N:-100} ROTATOR_BENCH_GRACE=${ROTATOR_BENCH_GRACE:-1s} ROTATOR_BENCH_FLEET_N=${ROTATOR_BENCH_FLEET_N:-450} ROTATOR_BENCH_FLEET_KILL=${ROTATOR_BENCH_FLEET_KILL:-90s}"
 }
 
 run() {
   header
-  # -timeout 0: the 450-integration rate-limit pass alone takes over 4 minutes.
+  # -timeout 0: the 450-integration rate-limit pass alone takes over 4 minutes,
+  # BenchmarkFleetAllowance about 18.
   go test -run '^$' -bench "${BENCH:-.}" -count 1 -timeout 0 ./bench/
   echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
