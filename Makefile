@@ -41,7 +41,7 @@ $(GOLANGCI): tools/golangci-lint/go.mod tools/golangci-lint/go.sum
 golangci-lint: $(GOLANGCI) ## the linter `make lint` runs (about 5 min on 2 cores the first time)
 
 test: bao vet ## every test, against a real OpenBao server and the Hood test server
-	@echo "==> go test -race over every package: about 5 minutes on 2 cores (more the first time,"
+	@echo "==> go test -race over every package: about 6 minutes on 2 cores (more the first time,"
 	@echo "    which compiles every package with -race); a line per package as it finishes"
 	ROTATOR_BAO_BIN=$(BAO_BIN) go test -race -count=1 ./...
 
