@@ -79,21 +79,32 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusOK, "ready")
 }
 
-// handleRotate serves POST /v1/rotate and POST /v1/rotate/{name}: a forced
-// pass, or a dry run with ?dry_run=true. The answer is the pass's report,
-// 200 even when some integrations failed (each outcome says so).
-func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
+// readRunRequest reads a POST that runs something: its body (drained,
+// bounded) and ?dry_run. On a bad request it answers 400 or 413 and
+// returns ok false.
+func (s *Server) readRunRequest(w http.ResponseWriter, r *http.Request) (dryRun, ok bool) {
 	if err := drainBody(w, r, s.maxBody); err != nil {
-		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		if mbe, isMax := errors.AsType[*http.MaxBytesError](err); isMax {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
-			return
+			return false, false
 		}
 		writeError(w, http.StatusBadRequest, "cannot read the request body")
-		return
+		return false, false
 	}
 	dryRun, err := parseDryRun(r.URL.RawQuery)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return false, false
+	}
+	return dryRun, true
+}
+
+// handleRotate serves POST /v1/rotate and POST /v1/rotate/{name}: a forced
+// pass, or a dry run with ?dry_run=true. The answer is the pass's report,
+// 200 even when some integrations failed (each outcome says so).
+func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
+	dryRun, ok := s.readRunRequest(w, r)
+	if !ok {
 		return
 	}
 	req := rotate.Request{Trigger: rotate.TriggerAdmin, Force: true, DryRun: dryRun, Caller: r.RemoteAddr}
@@ -181,17 +192,8 @@ func (s *Server) passContext(parent context.Context) (context.Context, context.C
 // 200 even when the run failed (error says why); 404 for an unknown
 // rotation, 409 for one another rotator holds.
 func (s *Server) handleRotation(w http.ResponseWriter, r *http.Request) {
-	if err := drainBody(w, r, s.maxBody); err != nil {
-		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "cannot read the request body")
-		return
-	}
-	dryRun, err := parseDryRun(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	dryRun, ok := s.readRunRequest(w, r)
+	if !ok {
 		return
 	}
 	name := r.PathValue("name")

@@ -186,16 +186,7 @@ func (v *validator) rotations() {
 	secrets := map[string]int{}
 	for i, r := range v.c.Rotations {
 		p := indexPath("rotations", i)
-		switch first, dup := names[r.Name]; {
-		case r.Name == "":
-			v.add(p+".name", "required")
-		case !namePattern.MatchString(r.Name):
-			v.add(p+".name", "must be 1 to 64 letters, digits, '-' or '_', got %q", clip(r.Name))
-		case dup:
-			v.add(p+".name", "duplicate name %q (first at rotations[%d])", r.Name, first)
-		default:
-			names[r.Name] = i
-		}
+		v.uniqueName("rotations", i, r.Name, names)
 		v.rotationProvider(p, r)
 		v.rotationSecret(p, r, secrets, i)
 		if r.Schedule != "" {

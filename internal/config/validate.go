@@ -440,16 +440,7 @@ func (v *validator) integrations() {
 	for i, in := range v.c.Integrations {
 		p := indexPath("integrations", i)
 
-		switch first, dup := names[in.Name]; {
-		case in.Name == "":
-			v.add(p+".name", "required")
-		case !namePattern.MatchString(in.Name):
-			v.add(p+".name", "must be 1 to 64 letters, digits, '-' or '_', got %q", clip(in.Name))
-		case dup:
-			v.add(p+".name", "duplicate name %q (first at integrations[%d])", in.Name, first)
-		default:
-			names[in.Name] = i
-		}
+		v.uniqueName("integrations", i, in.Name, names)
 
 		id, idErr := strconv.ParseUint(in.ID, 10, 64)
 		switch first, dup := ids[id]; {
@@ -537,6 +528,22 @@ func (v *validator) integrations() {
 		case in.MaxAge > 0 && s.KVVersion == 1:
 			v.add(p+".max_age", "needs a KV v2 source: KV v1 keeps no created_time, so no age would be known")
 		}
+	}
+}
+
+// uniqueName checks the name of <section>[i]: required, the name pattern,
+// not already in names (which it is added to).
+func (v *validator) uniqueName(section string, i int, name string, names map[string]int) {
+	p := indexPath(section, i) + ".name"
+	switch first, dup := names[name]; {
+	case name == "":
+		v.add(p, "required")
+	case !namePattern.MatchString(name):
+		v.add(p, "must be 1 to 64 letters, digits, '-' or '_', got %q", clip(name))
+	case dup:
+		v.add(p, "duplicate name %q (first at %s[%d])", name, section, first)
+	default:
+		names[name] = i
 	}
 }
 

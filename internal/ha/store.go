@@ -107,21 +107,13 @@ func New(opts Options) (*Store, error) {
 	case opts.Timeout < 0:
 		return nil, fmt.Errorf("ha: timeout %s is negative", opts.Timeout)
 	}
-	label := opts.Identity
-	if label == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "rotator"
-		}
-		label = h
-	}
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, fmt.Errorf("ha: draw the identity suffix: %w", err)
+	id, err := NewIdentity(opts.Identity)
+	if err != nil {
+		return nil, err
 	}
 	s := &Store{
 		vault: opts.Vault, mount: mount, path: path,
-		id:  label + "#" + hex.EncodeToString(b[:]),
+		id:  id,
 		ttl: opts.TTL, now: opts.Now, log: opts.Logger, timeout: opts.Timeout, readOnly: opts.ReadOnly,
 		reads: map[string]state.Record{}, leases: map[string]*lease{}, begins: map[string]int{},
 	}
@@ -162,4 +154,23 @@ func checkName(name string) error {
 		return fmt.Errorf("integration name %q is not a single path segment", name)
 	}
 	return nil
+}
+
+// NewIdentity is the name a process writes in the leases it holds: label
+// (default: the host name, "rotator" when unknown), "#", and 8 random hex
+// digits, so that a restarted process never takes its predecessor's lease
+// for its own.
+func NewIdentity(label string) (string, error) {
+	if label == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "rotator"
+		}
+		label = h
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("ha: draw the identity suffix: %w", err)
+	}
+	return label + "#" + hex.EncodeToString(b[:]), nil
 }

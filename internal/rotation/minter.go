@@ -76,6 +76,63 @@ func (c Clients) newMinter(kind string, t target) (minter, error) {
 // unknownOld is the note of a revoke skipped for a key rotator did not mint.
 const unknownOld = "the old key was not minted by rotator (its id is unknown): delete it at the provider by hand"
 
+// namedKey is a key as a provider lists it: its id and the name rotator
+// gave it (SendGrid's name, Mailgun's description).
+type namedKey struct{ id, name string }
+
+// keyStore is a provider whose keys rotator names and deletes by id
+// (SendGrid, Mailgun).
+type keyStore interface {
+	list(ctx context.Context) ([]namedKey, error)
+	remove(ctx context.Context, id string) error // a key already gone is not an error
+}
+
+// discardKey deletes the run's key: by id when known, else every key of
+// the run's name (a mint whose answer was lost).
+func discardKey(ctx context.Context, ks keyStore, id, name string) error {
+	if id != "" {
+		return ks.remove(ctx, id)
+	}
+	keys, err := ks.list(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.name == name {
+			if err := ks.remove(ctx, k.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// revokeKey deletes the old key, or notes that its id is unknown.
+func revokeKey(ctx context.Context, ks keyStore, oldID string) (string, error) {
+	if oldID == "" {
+		return unknownOld, nil
+	}
+	return "", ks.remove(ctx, oldID)
+}
+
+// sweepKeys deletes the keys named with prefix but keep and returns their ids.
+func sweepKeys(ctx context.Context, ks keyStore, prefix, keep string) ([]string, error) {
+	keys, err := ks.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	for _, k := range keys {
+		if strings.HasPrefix(k.name, prefix) && k.id != keep {
+			if err := ks.remove(ctx, k.id); err != nil {
+				return gone, err
+			}
+			gone = append(gone, k.id)
+		}
+	}
+	return gone, nil
+}
+
 type sendgridMinter struct {
 	c       *provider.SendGrid
 	manager secret.Value
@@ -94,46 +151,30 @@ func (m sendgridMinter) mint(ctx context.Context, current secret.Value, name str
 	return m.c.Mint(ctx, m.manager, name, scopes)
 }
 
-func (m sendgridMinter) discard(ctx context.Context, _ secret.Value, id, name string) error {
-	if id != "" {
-		return m.c.Delete(ctx, m.manager, id)
-	}
+func (m sendgridMinter) list(ctx context.Context) ([]namedKey, error) {
 	keys, err := m.c.List(ctx, m.manager)
-	if err != nil {
-		return err
-	}
+	out := make([]namedKey, 0, len(keys))
 	for _, k := range keys {
-		if k.Name == name {
-			if err := m.c.Delete(ctx, m.manager, k.ID); err != nil {
-				return err
-			}
-		}
+		out = append(out, namedKey{id: k.ID, name: k.Name})
 	}
-	return nil
+	return out, err
+}
+
+// remove deletes key id (SendGrid answers 404 for one already gone: success).
+func (m sendgridMinter) remove(ctx context.Context, id string) error {
+	return m.c.Delete(ctx, m.manager, id)
+}
+
+func (m sendgridMinter) discard(ctx context.Context, _ secret.Value, id, name string) error {
+	return discardKey(ctx, m, id, name)
 }
 
 func (m sendgridMinter) revoke(ctx context.Context, _, _ secret.Value, oldID string) (string, error) {
-	if oldID == "" {
-		return unknownOld, nil
-	}
-	return "", m.c.Delete(ctx, m.manager, oldID)
+	return revokeKey(ctx, m, oldID)
 }
 
 func (m sendgridMinter) orphans(ctx context.Context, prefix, keep string) ([]string, error) {
-	keys, err := m.c.List(ctx, m.manager)
-	if err != nil {
-		return nil, err
-	}
-	var gone []string
-	for _, k := range keys {
-		if strings.HasPrefix(k.Name, prefix) && k.ID != keep {
-			if err := m.c.Delete(ctx, m.manager, k.ID); err != nil {
-				return gone, err
-			}
-			gone = append(gone, k.ID)
-		}
-	}
-	return gone, nil
+	return sweepKeys(ctx, m, prefix, keep)
 }
 
 type mailgunMinter struct {
@@ -150,8 +191,17 @@ func (m mailgunMinter) mint(ctx context.Context, _ secret.Value, name string) (s
 	return m.c.Mint(ctx, m.manager, m.domain, name)
 }
 
-// delete deletes key id; one Mailgun does not know is already gone.
-func (m mailgunMinter) delete(ctx context.Context, id string) error {
+func (m mailgunMinter) list(ctx context.Context) ([]namedKey, error) {
+	keys, err := m.c.List(ctx, m.manager, m.domain)
+	out := make([]namedKey, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, namedKey{id: k.ID, name: k.Description})
+	}
+	return out, err
+}
+
+// remove deletes key id; one Mailgun does not know is already gone.
+func (m mailgunMinter) remove(ctx context.Context, id string) error {
 	err := m.c.Delete(ctx, m.manager, id)
 	if errors.Is(err, provider.ErrMailgunNotFound) {
 		return nil
@@ -160,45 +210,15 @@ func (m mailgunMinter) delete(ctx context.Context, id string) error {
 }
 
 func (m mailgunMinter) discard(ctx context.Context, _ secret.Value, id, name string) error {
-	if id != "" {
-		return m.delete(ctx, id)
-	}
-	keys, err := m.c.List(ctx, m.manager, m.domain)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if k.Description == name {
-			if err := m.delete(ctx, k.ID); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return discardKey(ctx, m, id, name)
 }
 
 func (m mailgunMinter) revoke(ctx context.Context, _, _ secret.Value, oldID string) (string, error) {
-	if oldID == "" {
-		return unknownOld, nil
-	}
-	return "", m.delete(ctx, oldID)
+	return revokeKey(ctx, m, oldID)
 }
 
 func (m mailgunMinter) orphans(ctx context.Context, prefix, keep string) ([]string, error) {
-	keys, err := m.c.List(ctx, m.manager, m.domain)
-	if err != nil {
-		return nil, err
-	}
-	var gone []string
-	for _, k := range keys {
-		if strings.HasPrefix(k.Description, prefix) && k.ID != keep {
-			if err := m.delete(ctx, k.ID); err != nil {
-				return gone, err
-			}
-			gone = append(gone, k.ID)
-		}
-	}
-	return gone, nil
+	return sweepKeys(ctx, m, prefix, keep)
 }
 
 type twilioMinter struct {

@@ -5,10 +5,8 @@ package runtime
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,19 +131,13 @@ func (rt *Runtime) rotations(cfg *config.Config, opts Options) (*rotation.Runner
 	}
 	tw := cfg.ProviderAPI["twilio_sms"] // one URL serves both Twilio hosts' paths
 	c.Twilio = provider.NewTwilio(provider.TwilioOptions{APIURL: tw, AccountsURL: tw, Timeout: ProviderCheckTimeout, Logger: log})
-	label := cfg.HA.Identity
-	if label == "" {
-		if label, err = os.Hostname(); err != nil || label == "" {
-			label = config.DefaultIdentity
-		}
-	}
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("draw the rotation lease suffix: %w", err)
+	id, err := ha.NewIdentity(cfg.HA.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("rotation lease: %w", err)
 	}
 	return rotation.New(rotation.Options{
 		Config: cfg, Vault: rt.Vault, Passer: rt.Engine, Clients: c, Audit: rt.Audit, Logger: log,
-		Identity: label + "#" + hex.EncodeToString(b), LeaseTTL: cfg.HA.LeaseTTL.D(), OnStep: opts.OnRotationStep,
+		Identity: id, LeaseTTL: cfg.HA.LeaseTTL.D(), OnStep: opts.OnRotationStep,
 	}), nil
 }
 
