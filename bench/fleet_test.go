@@ -440,7 +440,8 @@ func benchFleet(b *testing.B, n int, kill time.Duration) {
 				}
 			}
 			res = f.measure("kill", t0, time.Time{}, mark, rs[1:])
-			f.logf("kill: holder (replica a) SIGKILLed %.1fs after the trigger; %d Hood requests before the kill", killedAt.Seconds(), countBefore(f.w.Hood.Requests(), t0.Add(killedAt)))
+			f.logf("kill: holder (replica a) SIGKILLed %.1fs after the trigger; %d Hood requests before the kill; the next Hood request %.1fs after the kill",
+				killedAt.Seconds(), countBefore(f.w.Hood.Requests(), t0.Add(killedAt)), firstAfter(f.w.Hood.Requests(), t0.Add(killedAt)).Sub(t0.Add(killedAt)).Seconds())
 			f.report(res, n)
 			extra := res.wall - aWall
 			b.ReportMetric(extra.Seconds(), "kill-extra-s")
@@ -449,6 +450,17 @@ func benchFleet(b *testing.B, n int, kill time.Duration) {
 			f.stop(rs[1:])
 		}
 	}
+}
+
+// firstAfter is the arrival of the first request after t (t itself if none).
+func firstAfter(rs []hoodtest.Request, t time.Time) time.Time {
+	first := t
+	for _, q := range rs {
+		if q.Time.After(t) && (first.Equal(t) || q.Time.Before(first)) {
+			first = q.Time
+		}
+	}
+	return first
 }
 
 func countBefore(rs []hoodtest.Request, t time.Time) int {

@@ -66,6 +66,7 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 	var run running
 	var rrun rotRunning
 	var wakes wakeups
+	var held wakeups // integrations another rotator held, due when its lease ends
 	disp.onResume(sess.takeResume())
 	for {
 		w := d.world()
@@ -82,6 +83,7 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 		select {
 		case <-ctx.Done():
 			wakes.stop()
+			held.stop()
 			d.shutdown(run, rrun, disp.waiting(), disp.waitingRotations(), sess, &wakes)
 			return
 		case f := <-d.force:
@@ -98,10 +100,13 @@ func (d *Daemon) loop(ctx context.Context, w *world) {
 			disp.onWatch(names)
 		case now := <-wakes.c():
 			disp.onWake(wakes.due(now))
+		case now := <-held.c():
+			disp.onTick(held.due(now))
 		case <-d.opts.Reload:
 			disp.onReload()
 		case r := <-run.done:
 			d.finish(run, r)
+			followHeld(r, &held)
 			run = running{}
 			disp.passDone()
 		case a := <-rrun.done:
@@ -142,6 +147,43 @@ func (d *Daemon) finish(r running, res passResult) {
 		f.reply <- res
 	}
 }
+
+// followHeld sets a wake-up at the end of the lease of each integration
+// the pass left to another rotator (unchanged, "held by"): should the holder
+// have died mid-push, the integration is pushed when its lease ends, not at
+// its next schedule, which may be hours away. An integration the pass
+// settled otherwise loses its wake-up. A dry run settles nothing.
+func followHeld(r passResult, held *wakeups) {
+	if r.err != nil || r.rep.DryRun {
+		return
+	}
+	for name, at := range heldUntil(r.rep) {
+		if at.IsZero() {
+			held.drop(name)
+			continue
+		}
+		held.set(name, at)
+	}
+}
+
+// heldUntil maps each integration of a report to when a pass should look
+// at it again because another rotator held it: its lease's end plus
+// heldMargin; the zero time for the others.
+func heldUntil(rep rotate.Report) map[string]time.Time {
+	out := make(map[string]time.Time, len(rep.Outcomes))
+	for _, o := range rep.Outcomes {
+		var at time.Time
+		if o.HeldUntil != nil {
+			at = o.HeldUntil.Add(heldMargin)
+		}
+		out[o.Name] = at
+	}
+	return out
+}
+
+// heldMargin is waited after another rotator's lease on an integration
+// ends before a pass looks at it again: its clock may be a little ahead.
+const heldMargin = time.Second
 
 // install puts a configuration in force: schedules, Vault upkeep, the
 // watcher, status and metric series. The previous session, if any, is

@@ -19,8 +19,9 @@ const allowanceName = "_meta/hood-allowance"
 
 // Defaults of AllowanceOptions.
 const (
-	DefaultAllowancePoll = 250 * time.Millisecond
-	DefaultAllowanceSkew = time.Second
+	DefaultAllowancePoll    = 250 * time.Millisecond
+	DefaultAllowanceMaxPoll = 2 * time.Second
+	DefaultAllowanceSkew    = time.Second
 )
 
 // Window is the Hood rate limiter of the process as the allowance needs
@@ -42,13 +43,17 @@ type AllowanceOptions struct {
 	// holder counts them: clock skew between hosts up to Skew cannot let
 	// a request through early. Default DefaultAllowanceSkew.
 	Skew time.Duration
-	// Poll is how often a rotator that waits reads the document again.
-	// Default DefaultAllowancePoll.
-	Poll time.Duration
+	// Poll is how soon a rotator that waits reads the document again; the
+	// wait doubles with each read that finds the same wait going on, up to
+	// MaxPoll. Defaults DefaultAllowancePoll, DefaultAllowanceMaxPoll.
+	Poll    time.Duration
+	MaxPoll time.Duration
 	// Budget is how many requests the holder may send between two writes
 	// of the document (each write hands over the send times so far): a
 	// holder that dies leaves at most Budget requests the next holder has
-	// not been told of. Default: a quarter of the long window's capacity.
+	// not been told of, and the next holder counts them as sent at the
+	// latest instant they can have been. Default: an eighth of the long
+	// window's capacity.
 	Budget  int
 	Window  Window
 	Now     func() time.Time
@@ -72,7 +77,12 @@ type Allowance struct {
 	renewMu sync.Mutex // one write of the lease at a time (renewal, budget)
 
 	mu      sync.Mutex
-	wrote   time.Time // when this process last wrote the document (its send times up to then)
+	// granted counts the request starts Start let through; written is
+	// granted as it was when the last write that succeeded took its
+	// snapshot of the send times: granted - written starts may be missing
+	// from the document, and Start keeps it within Budget.
+	granted int64
+	written int64
 	held    bool
 	version int       // version of the document this process wrote last
 	expires time.Time // end of the lease this process holds
@@ -89,8 +99,14 @@ type allowanceDoc struct {
 	Sent    []int64 `json:"sent_ms"` // send times, milliseconds after Base
 	// Budget is how many requests the holder may send after this write
 	// before it writes again (0 in documents of older rotators: a whole
-	// long window is assumed).
+	// long window is assumed). Readers that do not know Unknown count
+	// twice it.
 	Budget int `json:"budget,omitempty"`
+	// Unknown is the most requests the holder may have sent that this
+	// write does not list: its budget, counted exactly (hood.Gate's
+	// Start). 0 in documents of older rotators, whose count was looser:
+	// then twice Budget is assumed.
+	Unknown int `json:"unknown_max,omitempty"`
 }
 
 // AllowanceWaitError is the error of an Acquire that ended (its context)
@@ -119,8 +135,8 @@ func NewAllowance(o AllowanceOptions) (*Allowance, error) {
 		return nil, errors.New("ha: allowance: no Vault client or no limiter")
 	case o.Mount == "" || o.Path == "" || o.Identity == "":
 		return nil, errors.New("ha: allowance: mount, path and identity are required")
-	case o.TTL <= 0 || o.Skew < 0 || o.Poll < 0 || o.Timeout < 0:
-		return nil, fmt.Errorf("ha: allowance: bad durations (ttl %s, skew %s, poll %s, timeout %s)", o.TTL, o.Skew, o.Poll, o.Timeout)
+	case o.TTL <= 0 || o.Skew < 0 || o.Poll < 0 || o.MaxPoll < 0 || o.Timeout < 0:
+		return nil, fmt.Errorf("ha: allowance: bad durations (ttl %s, skew %s, poll %s, max poll %s, timeout %s)", o.TTL, o.Skew, o.Poll, o.MaxPoll, o.Timeout)
 	}
 	if o.Skew == 0 {
 		o.Skew = DefaultAllowanceSkew
@@ -128,6 +144,10 @@ func NewAllowance(o AllowanceOptions) (*Allowance, error) {
 	if o.Poll == 0 {
 		o.Poll = DefaultAllowancePoll
 	}
+	if o.MaxPoll == 0 {
+		o.MaxPoll = DefaultAllowanceMaxPoll
+	}
+	o.MaxPoll = max(o.MaxPoll, o.Poll)
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
@@ -135,7 +155,7 @@ func NewAllowance(o AllowanceOptions) (*Allowance, error) {
 		o.Now = time.Now
 	}
 	if o.Budget <= 0 {
-		o.Budget = max(o.Window.Capacity()/4, 1)
+		o.Budget = max(o.Window.Capacity()/8, 1)
 	}
 	log := o.Logger
 	if log == nil {
@@ -159,6 +179,31 @@ func (a *Allowance) validLocked() bool {
 	return a.held && a.o.Now().Before(a.expires.Add(-a.o.TTL/6))
 }
 
+// Start is asked by the limiter in the same step that records a request
+// start (hood.Gate): true lets the request start and counts it; false, when
+// this process does not hold the allowance, or holds it with less than
+// TTL/6 left, or sent Budget requests since its last write, sends the
+// limiter back to Acquire (which waits, or writes the document). So a
+// holder that dies leaves at most Budget starts its document does not
+// list. It takes no lock of the limiter's.
+func (a *Allowance) Start() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.validLocked() || a.granted-a.written >= int64(a.o.Budget) {
+		return false
+	}
+	a.granted++
+	return true
+}
+
+// unwritten counts the starts let through since the snapshot of the last
+// write that succeeded.
+func (a *Allowance) unwritten() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return int(a.granted - a.written)
+}
+
 // Acquire returns nil at once when this process holds the allowance;
 // otherwise it waits until the document is free (released, or its lease
 // ran out), takes it with check-and-set, and seeds the limiter with the
@@ -175,28 +220,43 @@ func (a *Allowance) Acquire(ctx context.Context) error {
 		return &AllowanceWaitError{Holder: "another request of this rotator", Until: a.o.Now(), Err: ctx.Err()}
 	}
 	defer func() { <-a.turn }()
-	for {
+	var last *AllowanceWaitError // the holder last seen
+	for polls := 0; ; polls++ {
 		if a.Held() {
 			return a.withinBudget(ctx)
 		}
 		busy, err := a.try(ctx)
+		if err != nil && last != nil && ctx.Err() != nil {
+			last.Err = ctx.Err() // ctx ended during a read: still waiting for the holder
+			return last
+		}
 		if err != nil || busy == nil {
 			return err
 		}
-		wait := min(a.o.Poll, max(busy.Until.Sub(a.o.Now()), time.Millisecond))
-		if err := sleep(ctx, wait); err != nil {
+		last = busy
+		if err := sleep(ctx, a.pollWait(polls, busy.Until)); err != nil {
 			busy.Err = err
 			return busy
 		}
 	}
 }
 
+// pollWait is how long a rotator that waits for the allowance sleeps
+// before its next read: Poll at first, doubling with every read of a
+// holder that kept it, up to MaxPoll (a holder's release is seen at most
+// MaxPoll late, while a pass of minutes costs a few reads a minute, not
+// four a second), and never past the end of the holder's lease.
+func (a *Allowance) pollWait(polls int, until time.Time) time.Duration {
+	wait := a.o.Poll << min(polls, 16)
+	wait = min(max(wait, a.o.Poll), a.o.MaxPoll)
+	return min(wait, max(until.Sub(a.o.Now()), time.Millisecond))
+}
+
 // withinBudget writes the document (renewing the lease, with the send
 // times so far) once Budget requests were sent since the last write, so
-// that the next holder is never told of fewer than all but Budget of them
-// (a few more: requests that passed the gate together).
+// that the next holder is never told of fewer than all but Budget of them.
 func (a *Allowance) withinBudget(ctx context.Context) error {
-	if a.sinceWrite() < a.o.Budget {
+	if a.unwritten() < a.o.Budget {
 		return nil
 	}
 	for {
@@ -214,25 +274,10 @@ func (a *Allowance) withinBudget(ctx context.Context) error {
 		if !a.Held() {
 			return fmt.Errorf("%w: its lease ran out while its send times could not be handed over", ErrAllowanceLost)
 		}
-		if a.sinceWrite() < a.o.Budget {
+		if a.unwritten() < a.o.Budget {
 			return nil // the renewal loop wrote meanwhile
 		}
 	}
-}
-
-// sinceWrite counts the requests the limiter sent since this process last
-// wrote the document.
-func (a *Allowance) sinceWrite() int {
-	a.mu.Lock()
-	wrote := a.wrote
-	a.mu.Unlock()
-	n := 0
-	for _, t := range a.o.Window.Sent() {
-		if !t.Before(wrote) {
-			n++
-		}
-	}
-	return n
 }
 
 // try reads the document and takes the allowance when it is free. It
@@ -257,7 +302,7 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 	seed, dead := a.seedFrom(d, found, expires)
 	until := now.Add(a.o.TTL)
 	next := d
-	next.Holder, next.Expires, next.Budget = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget
+	next.Holder, next.Expires, next.Budget, next.Unknown = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget, a.o.Budget
 	nv, err := a.o.Vault.WriteDoc(rctx, a.o.Mount, a.o.Path+"/"+allowanceName, next, version)
 	if errors.Is(err, vault.ErrConflict) {
 		return nil, nil // another rotator wrote it since: read again
@@ -272,7 +317,9 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 	if a.stop != nil {
 		a.stop() // the renewal of a lease this process had lost
 	}
-	a.held, a.version, a.expires, a.wrote = true, nv, until, now
+	// This process's own earlier starts were handed over at its release:
+	// none is missing from the document.
+	a.held, a.version, a.expires, a.written = true, nv, until, a.granted
 	a.startRenewLocked()
 	a.mu.Unlock()
 	a.log.Info("hood allowance taken", "path", a.where(), "version", nv, "handed_over", len(seed),
@@ -284,9 +331,9 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 // process sends (nil: keep its own), and the holder whose lease ran out
 // without a release ("" if none). The times handed over are shifted later
 // by Skew. A holder that died may have sent, after its last write, up to
-// its budget (twice it, for the requests that passed its gate together;
-// a whole long window for a document without one) until TTL/6 before its
-// lease's end, when it had to stop: those are counted as sent at that
+// the document's Unknown (twice its Budget in a document of an older
+// rotator; a whole long window in one without a budget) until TTL/6 before
+// its lease's end, when it had to stop: those are counted as sent at that
 // instant.
 func (a *Allowance) seedFrom(d allowanceDoc, found bool, expires time.Time) ([]time.Time, string) {
 	if !found {
@@ -306,7 +353,10 @@ func (a *Allowance) seedFrom(d allowanceDoc, found bool, expires time.Time) ([]t
 	if dead != "" {
 		at := expires.Add(-a.o.TTL / 6).Add(a.o.Skew)
 		unknown := a.o.Window.Capacity()
-		if d.Budget > 0 {
+		switch {
+		case d.Unknown > 0:
+			unknown = min(d.Unknown, unknown)
+		case d.Budget > 0: // a document of an older rotator
 			unknown = min(2*d.Budget, unknown)
 		}
 		for range unknown {
@@ -333,7 +383,7 @@ func (d allowanceDoc) expiry() (time.Time, error) {
 func (a *Allowance) handover(until time.Time) allowanceDoc {
 	d := allowanceDoc{Last: a.o.Identity}
 	if !until.IsZero() {
-		d.Holder, d.Expires, d.Budget = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget
+		d.Holder, d.Expires, d.Budget, d.Unknown = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget, a.o.Budget
 	}
 	sent := a.o.Window.Sent()
 	if len(sent) > 0 {
@@ -390,7 +440,9 @@ func (a *Allowance) renew(ctx context.Context) error {
 	a.renewMu.Lock()
 	defer a.renewMu.Unlock()
 	a.mu.Lock()
-	version, held := a.version, a.held
+	// mark is taken before handover's snapshot of the send times: a start
+	// let through in between is both listed and counted as unlisted.
+	version, held, mark := a.version, a.held, a.granted
 	a.mu.Unlock()
 	if !held {
 		return ErrAllowanceLost
@@ -412,7 +464,7 @@ func (a *Allowance) renew(ctx context.Context) error {
 		return fmt.Errorf("ha: renew the hood allowance at %s: %w", a.where(), err)
 	}
 	if a.held && a.version == version {
-		a.version, a.expires, a.wrote = nv, until, now
+		a.version, a.expires, a.written = nv, until, mark
 	}
 	return nil
 }

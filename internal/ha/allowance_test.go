@@ -90,7 +90,7 @@ func TestAllowanceHandoverSeedsTheNextHolder(t *testing.T) {
 	}
 
 	// b waits while a holds it.
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	var we *ha.AllowanceWaitError
 	if err := b.Acquire(ctx); !errors.As(err, &we) || we.Holder != "a#1" || !errors.Is(err, context.DeadlineExceeded) {
@@ -140,8 +140,8 @@ func TestAllowanceDeadHolderCountsItsBudget(t *testing.T) {
 	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
 	const ttl = time.Minute
-	wa := &window{sent: []time.Time{now.Add(-10 * time.Second)}, perMin: 40} // budget 10
-	wb := &window{perMin: 40}
+	wa := &window{sent: []time.Time{now.Add(-10 * time.Second)}, perMin: 80} // budget 10
+	wb := &window{perMin: 80}
 	a := e.allowance(t, "a#1", wa, ttl)
 	b := e.allowance(t, "b#2", wb, ttl)
 	if err := a.Acquire(t.Context()); err != nil {
@@ -162,8 +162,8 @@ func TestAllowanceDeadHolderCountsItsBudget(t *testing.T) {
 
 	// a "dies" (no release); once its lease ran out, b takes it over and
 	// counts, at the last instant a may have sent, what a may have sent
-	// since its last write: twice its budget (requests that passed the
-	// gate together), not a whole long window.
+	// since its last write: its budget (Start counts every start), not a
+	// whole long window.
 	advance(ttl/6 + time.Millisecond)
 	if err := b.Acquire(t.Context()); err != nil {
 		t.Fatalf("b: take over an expired allowance: %v", err)
@@ -179,8 +179,8 @@ func TestAllowanceDeadHolderCountsItsBudget(t *testing.T) {
 			full++
 		}
 	}
-	if full != 20 {
-		t.Errorf("b seeded %v: want 20 (twice a's budget of 10) sends at %s", seeds[0], at)
+	if full != 10 {
+		t.Errorf("b seeded %v: want 10 (a's budget) sends at %s", seeds[0], at)
 	}
 	// a, back, finds it lost.
 	if err := a.Release(t.Context()); !errors.Is(err, ha.ErrAllowanceLost) {
@@ -218,26 +218,38 @@ func TestAllowanceRenewKeepsIt(t *testing.T) {
 func TestAllowanceWritesAtItsBudget(t *testing.T) {
 	e := newAllowanceEnv(t)
 	now := time.Now().Truncate(time.Millisecond)
-	wa := &window{perMin: 8} // budget 2
-	wb := &window{perMin: 8}
+	wa := &window{perMin: 16} // budget 2
+	wb := &window{perMin: 16}
 	a := e.allowance(t, "a#1", wa, time.Minute)
+	if a.Start() {
+		t.Fatal("a: Start let a request through before a held the allowance")
+	}
 	if err := a.Acquire(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	send := func(n int) {
-		wa.mu.Lock()
-		for range n {
-			wa.sent = append(wa.sent, time.Now())
+	// send is the limiter's step: Start, then the start is recorded.
+	send := func() {
+		t.Helper()
+		if !a.Start() {
+			t.Fatal("a: Start refused a request within the budget")
 		}
+		wa.mu.Lock()
+		wa.sent = append(wa.sent, time.Now())
 		wa.mu.Unlock()
 	}
-	send(1)
+	send()
 	if err := a.Acquire(t.Context()); err != nil { // under budget: no write
 		t.Fatal(err)
 	}
-	send(1)
+	send()
+	if a.Start() { // budget reached: the limiter goes back to Acquire
+		t.Fatal("a: Start let a third request through with a budget of 2 and no write")
+	}
 	if err := a.Acquire(t.Context()); err != nil { // budget reached: a write
 		t.Fatal(err)
+	}
+	if !a.Start() {
+		t.Error("a: Start refused a request after the budget's write")
 	}
 	// a dies; b takes over after the lease: it is told of both sends.
 	e.clock = func() time.Time { return now.Add(2 * time.Minute) }
@@ -249,8 +261,101 @@ func TestAllowanceWritesAtItsBudget(t *testing.T) {
 	if len(seeds) != 1 {
 		t.Fatalf("b seeded %d times, want once", len(seeds))
 	}
-	// The two sends handed over, plus twice the budget at the last instant.
-	if got := len(seeds[0]); got != 2+4 {
-		t.Errorf("b seeded %d send times, want 6 (2 handed over at a's budget write + 4 unknown)", got)
+	// The two sends handed over, plus the budget at the last instant.
+	if got := len(seeds[0]); got != 2+2 {
+		t.Errorf("b seeded %d send times, want 4 (2 handed over at a's budget write + 2 unknown)", got)
+	}
+}
+
+// A document written by an older rotator (a budget, no unknown_max) was
+// counted less strictly: its holder may have sent up to twice its budget
+// unlisted, and a successor counts that many.
+func TestAllowanceOlderDocumentCountsTwiceItsBudget(t *testing.T) {
+	e := newAllowanceEnv(t)
+	now := time.Now().Truncate(time.Millisecond)
+	expires := now.Add(-time.Second)
+	doc := map[string]any{"holder": "old#1", "expires": expires.UTC().Format(time.RFC3339Nano), "last": "old#1", "budget": 3}
+	if _, err := e.vault.WriteDoc(t.Context(), "secret", e.path+"/_meta/hood-allowance", doc, 0); err != nil {
+		t.Fatal(err)
+	}
+	wb := &window{perMin: 80}
+	b := e.allowance(t, "b#2", wb, time.Minute)
+	if err := b.Acquire(t.Context()); err != nil {
+		t.Fatalf("b: take over: %v", err)
+	}
+	seeds := wb.seeded()
+	if len(seeds) != 1 || len(seeds[0]) != 6 {
+		t.Fatalf("b seeded %v, want once with 6 sends (twice the old holder's budget of 3)", seeds)
+	}
+	if at := expires.Add(-time.Minute / 6).Add(time.Second); !seeds[0][0].Equal(at) {
+		t.Errorf("b counted the old holder's sends at %s, want %s (TTL/6 before its lease's end, plus the skew)", seeds[0][0], at)
+	}
+}
+
+// countingVault counts the reads of the allowance's document.
+type countingVault struct {
+	ha.Vault
+	mu    sync.Mutex
+	reads int
+}
+
+func (c *countingVault) ReadDoc(ctx context.Context, mount, path string, out any) (int, bool, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.Vault.ReadDoc(ctx, mount, path, out)
+}
+
+func (c *countingVault) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
+
+// TestAllowanceWaiterBacksOff: a rotator waiting for a holder that keeps
+// the allowance reads the document less and less often (Poll doubling up
+// to MaxPoll), and still takes it over once it is released.
+func TestAllowanceWaiterBacksOff(t *testing.T) {
+	e := newAllowanceEnv(t)
+	a := e.allowance(t, "a#1", &window{perMin: 10}, time.Minute)
+	if err := a.Acquire(t.Context()); err != nil {
+		t.Fatalf("a: acquire: %v", err)
+	}
+	cv := &countingVault{Vault: e.vault}
+	b, err := ha.NewAllowance(ha.AllowanceOptions{
+		Vault: cv, Mount: "secret", Path: e.path, Identity: "b#2", TTL: time.Minute,
+		Poll: 10 * time.Millisecond, MaxPoll: 80 * time.Millisecond, Window: &window{perMin: 10},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Release(context.Background()) })
+
+	const waited = time.Second
+	ctx, cancel := context.WithTimeout(t.Context(), waited)
+	defer cancel()
+	var we *ha.AllowanceWaitError
+	if err := b.Acquire(ctx); !errors.As(err, &we) || we.Holder != "a#1" {
+		t.Fatalf("b: acquire while a holds it: got %v, want an AllowanceWaitError naming a#1", err)
+	}
+	// Sleeps of 10, 20, 40 and then 80 ms between reads: at most 1 + 3 +
+	// (1000-70)/80 = 15 reads in a second (a fixed 10 ms poll: 100).
+	if got := cv.count(); got > 15 || got < 2 {
+		t.Errorf("b read the allowance %d times while waiting %s, want 2 to 15", got, waited)
+	}
+
+	got := make(chan error, 1)
+	go func() { got <- b.Acquire(t.Context()) }()
+	time.Sleep(300 * time.Millisecond) // b is at its longest wait by now
+	if err := a.Release(t.Context()); err != nil {
+		t.Fatalf("a: release: %v", err)
+	}
+	select {
+	case err := <-got:
+		if err != nil || !b.Held() {
+			t.Fatalf("b: acquire after a's release: %v, held %v", err, b.Held())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("b did not take the allowance after a's release")
 	}
 }

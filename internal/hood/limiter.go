@@ -58,8 +58,12 @@ type start struct {
 }
 
 // blocked is what reserve returns when only the end of an in-flight
-// request can let the next one start.
-const blocked = time.Duration(-1)
+// request can let the next one start; gateAgain when the gate's Start said
+// no (the request asks its Acquire again).
+const (
+	blocked   = time.Duration(-1)
+	gateAgain = time.Duration(-2)
+)
 
 // Limits are a Limiter's windows. Burst and PerMinute are required; zero
 // windows and margin take the defaults named; negative values are errors.
@@ -173,6 +177,8 @@ func (l *Limiter) wait(ctx context.Context, inFlight bool) (uint64, error) {
 		switch d {
 		case 0:
 			return id, nil
+		case gateAgain:
+			continue // the gate's Acquire waits, or writes, first
 		case blocked:
 			select {
 			case <-ctx.Done():
@@ -195,6 +201,12 @@ type Gate interface {
 	// Acquire returns nil at once when this process may send, else waits
 	// until it may, or fails (ctx ended, the gate cannot be reached).
 	Acquire(ctx context.Context) error
+	// Start is asked, with the limiter's lock held, in the step that
+	// records a request start the windows allow: true counts the start,
+	// false sends the request back to Acquire. So the gate knows every
+	// start it let through, however many requests wait at once. It must
+	// not call the limiter.
+	Start() bool
 }
 
 // SetGate makes the limiter ask g before every request start; nil removes
@@ -333,6 +345,9 @@ func (l *Limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}
 	}
 	if until.After(t) {
 		return until.Sub(t), 0, nil
+	}
+	if l.gate != nil && !l.gate.Start() {
+		return gateAgain, 0, nil
 	}
 	l.nextID++
 	l.starts = append(l.starts, start{t: t, id: l.nextID, inFlight: inFlight})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -357,5 +358,71 @@ func TestLimitsRequireBurstAndPerMinute(t *testing.T) {
 	}
 	if want := DefaultLongWindow + DefaultMargin; l.long != want {
 		t.Errorf("long window with margin: got %v, want %v", l.long, want)
+	}
+}
+
+// budgetGate lets budget starts through per Acquire that "writes" (a
+// holder's budget, ha.Allowance), and counts what it was asked.
+type budgetGate struct {
+	mu               sync.Mutex
+	budget, left     int
+	starts, acquires int
+	refused          int
+}
+
+func (g *budgetGate) Acquire(context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.acquires++
+	if g.left == 0 {
+		g.left = g.budget // the write: a new budget
+	}
+	return nil
+}
+
+func (g *budgetGate) Start() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.left == 0 {
+		g.refused++
+		return false
+	}
+	g.left--
+	g.starts++
+	return true
+}
+
+// TestLimiterGateCountsEveryStart: with many requests waiting at once, the
+// limiter records a start only when the gate's Start let it through, and a
+// refused Start sends the request back to Acquire: the gate knows every
+// start (ha.Allowance's budget is exact).
+func TestLimiterGateCountsEveryStart(t *testing.T) {
+	l := newLimiter(1000, 1000, time.Second, time.Minute, 0) // real clock, windows out of the way
+	g := &budgetGate{budget: 3}
+	l.SetGate(g)
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			id, err := l.acquire(t.Context())
+			if err == nil {
+				l.done(id)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("acquire: %v", err)
+		}
+	}
+	if got := len(l.Sent()); got != n || g.starts != n {
+		t.Errorf("starts recorded %d, let through by the gate %d, want %d and %d", got, g.starts, n, n)
+	}
+	if least := n / g.budget; g.acquires < least {
+		t.Errorf("the gate was acquired %d times, want at least %d (one budget of %d per acquire)", g.acquires, least, g.budget)
 	}
 }

@@ -125,7 +125,11 @@ type Outcome struct {
 	// set for pushed, and for unchanged when the settings equal a confirmed
 	// push with nothing in doubt since. Only such an outcome clears an
 	// integration's failure (an unchanged held by another rotator does not).
-	Confirmed  *time.Time    `json:"confirmed_at,omitempty"`
+	Confirmed *time.Time `json:"confirmed_at,omitempty"`
+	// HeldUntil, for an integration another rotator holds (unchanged,
+	// Reason "held by ..."), is when its lease ends: if the holder died,
+	// the integration needs a pass after that instant.
+	HeldUntil  *time.Time    `json:"held_until,omitempty"`
 	Changed    []string      `json:"changed,omitempty"` // setting names whose value differs from the last confirmed push
 	RolledBack bool          `json:"rolled_back,omitempty"`
 	Started    time.Time     `json:"started"`
@@ -286,65 +290,13 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	reads := e.readSources(ctx, selected)
 
 	outcomes := make([]Outcome, len(selected))
+	cands := e.build(selected, reads, outcomes)
+	e.readRecords(cands)
 	var jobs []job
-	for i, in := range selected {
-		o := &outcomes[i]
-		*o = Outcome{Name: in.Name, ID: in.ID, Provider: in.Provider, Started: e.now()}
-		o.VaultPath = vaultPath(in.Source)
-		r := reads[in.Source.Key()]
-		if r.err != nil {
-			o.Err = r.err
-			continue
+	for _, c := range cands {
+		if j, ok := e.decideOne(c, req, &outcomes[c.i]); ok {
+			jobs = append(jobs, j)
 		}
-		o.VaultVersion = r.kv.Version
-		if created := r.kv.Created; !created.IsZero() {
-			o.VaultCreated = &created
-		}
-		built, err := BuildSettings(in, r.kv)
-		o.Settings, o.Warnings = built.Names(), built.Warnings
-		if err != nil {
-			o.Err = err
-			continue
-		}
-		// Get comes first: a shared state loads its HMAC key on its first
-		// Get, and a record another rotator holds costs no more work.
-		rec, _, err := e.state.Get(in.Name)
-		if err != nil {
-			o.Err = fmt.Errorf("read state: %w", err)
-			continue
-		}
-		if rec.HeldBy != "" {
-			// Even when forced: the holder is pushing this integration now.
-			o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("held by %s until %s", rec.HeldBy, stamp(rec.HeldUntil))
-			continue
-		}
-		plain := reveal(built.Settings)
-		p := state.Pushed{
-			Fingerprint: e.state.Fingerprint(in.ID, in.Provider, plain),
-			SettingMACs: e.state.SettingMACs(in.ID, in.Provider, plain),
-			VaultPath:   o.VaultPath, VaultVersion: r.kv.Version,
-		}
-		v, err := decide(in.Name, rec, p, req)
-		switch {
-		case err != nil:
-			o.Err = err
-			continue
-		case v.unchanged != "":
-			o.Result, o.Reason = ResultUnchanged, v.unchanged
-			at := rec.Confirmed.At
-			o.Confirmed = &at
-			continue
-		}
-		o.Doubt = v.doubt
-		o.Changed = changed(rec.Confirmed, p)
-		if req.DryRun {
-			// A dry run (and the plan) asks no provider: it sends nothing
-			// anywhere, and "would push" holds either way, since the real
-			// pass checks before its push (provider_check).
-			o.Result = ResultWouldPush
-			continue
-		}
-		jobs = append(jobs, job{i: i, in: in, built: built, pushed: p, rec: rec, kv: r.kv})
 	}
 
 	if len(jobs) > 0 {
@@ -390,6 +342,118 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	return rep, nil
 }
 
+// candidate is an integration whose settings were built: its record is
+// read next, then change detection decides.
+type candidate struct {
+	i     int // index in the pass's outcomes
+	in    config.Integration
+	built Built
+	kv    *vault.KV
+	rec   state.Record
+	err   error // reading the record
+}
+
+// build fills each outcome with what the Vault read and the settings say,
+// and returns the integrations whose settings were built.
+func (e *Engine) build(selected []config.Integration, reads map[string]read, outcomes []Outcome) []candidate {
+	var cands []candidate
+	for i, in := range selected {
+		o := &outcomes[i]
+		*o = Outcome{Name: in.Name, ID: in.ID, Provider: in.Provider, Started: e.now()}
+		o.VaultPath = vaultPath(in.Source)
+		r := reads[in.Source.Key()]
+		if r.err != nil {
+			o.Err = r.err
+			continue
+		}
+		o.VaultVersion = r.kv.Version
+		if created := r.kv.Created; !created.IsZero() {
+			o.VaultCreated = &created
+		}
+		built, err := BuildSettings(in, r.kv)
+		o.Settings, o.Warnings = built.Names(), built.Warnings
+		if err != nil {
+			o.Err = err
+			continue
+		}
+		cands = append(cands, candidate{i: i, in: in, built: built, kv: r.kv})
+	}
+	return cands
+}
+
+// readRecords reads the candidates' records a few at a time: with a
+// shared state each is a Vault request, and a pass of hundreds would
+// otherwise wait for them one after another before its first push.
+func (e *Engine) readRecords(cands []candidate) {
+	inParallel(len(cands), func(k int) {
+		c := &cands[k]
+		c.rec, _, c.err = e.state.Get(c.in.Name)
+	})
+}
+
+// decideOne applies change detection to a candidate: it fills the outcome
+// and returns the push to make, if any.
+func (e *Engine) decideOne(c candidate, req Request, o *Outcome) (job, bool) {
+	rec := c.rec
+	if c.err != nil {
+		o.Err = fmt.Errorf("read state: %w", c.err)
+		return job{}, false
+	}
+	if rec.HeldBy != "" {
+		// Even when forced: the holder is pushing this integration now.
+		o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("held by %s until %s", rec.HeldBy, stamp(rec.HeldUntil))
+		o.HeldUntil = &rec.HeldUntil
+		return job{}, false
+	}
+	plain := reveal(c.built.Settings)
+	p := state.Pushed{
+		Fingerprint: e.state.Fingerprint(c.in.ID, c.in.Provider, plain),
+		SettingMACs: e.state.SettingMACs(c.in.ID, c.in.Provider, plain),
+		VaultPath:   o.VaultPath, VaultVersion: c.kv.Version,
+	}
+	v, err := decide(c.in.Name, rec, p, req)
+	switch {
+	case err != nil:
+		o.Err = err
+		return job{}, false
+	case v.unchanged != "":
+		o.Result, o.Reason = ResultUnchanged, v.unchanged
+		at := rec.Confirmed.At
+		o.Confirmed = &at
+		return job{}, false
+	}
+	o.Doubt = v.doubt
+	o.Changed = changed(rec.Confirmed, p)
+	if req.DryRun {
+		// A dry run (and the plan) asks no provider: it sends nothing
+		// anywhere, and "would push" holds either way, since the real
+		// pass checks before its push (provider_check).
+		o.Result = ResultWouldPush
+		return job{}, false
+	}
+	return job{i: c.i, in: c.in, built: c.built, pushed: p, rec: rec, kv: c.kv}, true
+}
+
+// readers bounds the Vault reads a pass makes at once (secrets, records).
+const readers = 8
+
+// inParallel calls f(0) … f(n-1), at most readers at a time, and returns
+// when every call has.
+func inParallel(n int, f func(int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, readers)
+	for k := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(k)
+		}()
+	}
+	wg.Wait()
+}
+
 func (e *Engine) logOutcome(log *slog.Logger, o Outcome) {
 	attrs := []any{
 		"integration", o.Name, "id", o.ID, "provider", o.Provider,
@@ -430,24 +494,16 @@ func (e *Engine) readSources(ctx context.Context, selected []config.Integration)
 	}
 	out := make(map[string]read, len(sources))
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, src := range sources {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			kv, err := e.vault.ReadKV(ctx, src.Mount, src.Path, src.KVVersion)
-			if err == nil && kv == nil {
-				err = fmt.Errorf("read %s: no secret returned", vaultPath(src))
-			}
-			mu.Lock()
-			out[src.Key()] = read{kv: kv, err: err}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	inParallel(len(sources), func(k int) {
+		src := sources[k]
+		kv, err := e.vault.ReadKV(ctx, src.Mount, src.Path, src.KVVersion)
+		if err == nil && kv == nil {
+			err = fmt.Errorf("read %s: no secret returned", vaultPath(src))
+		}
+		mu.Lock()
+		out[src.Key()] = read{kv: kv, err: err}
+		mu.Unlock()
+	})
 	return out
 }
 

@@ -274,3 +274,69 @@ func TestPassCarriesTheVaultCreatedTime(t *testing.T) {
 		}
 	}
 }
+
+// slowState delays each Get, tracks how many run at once, and fails the
+// Get of one integration.
+type slowState struct {
+	rotate.State
+	mu         sync.Mutex
+	now, peak  int
+	failFor    string
+	gotRecords []string
+}
+
+func (s *slowState) Get(name string) (state.Record, bool, error) {
+	s.mu.Lock()
+	s.now++
+	s.peak = max(s.peak, s.now)
+	s.gotRecords = append(s.gotRecords, name)
+	s.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	s.mu.Lock()
+	s.now--
+	s.mu.Unlock()
+	if name == s.failFor {
+		return state.Record{}, false, errors.New("vault unreachable")
+	}
+	return s.State.Get(name)
+}
+
+// A pass reads its integrations' records (a Vault request each with a
+// shared state) a few at a time, not one after another; a record it cannot
+// read fails that integration alone.
+func TestPassReadsRecordsConcurrently(t *testing.T) {
+	fv, fh := newFakes()
+	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+	fv.fail["secret/bad"] = &vault.Error{Op: "read", Mount: "secret", Path: "bad", Kind: vault.KindPermissionDenied, Err: vault.ErrPermissionDenied}
+	const n = 24
+	cfg := engineConfig(n, func(i int) string {
+		if i == 0 {
+			return "bad"
+		}
+		return "a"
+	})
+	st := &slowState{State: newState(t), failFor: "tg-5"}
+	rep, err := rotate.New(cfg, rotate.Options{Vault: fv, Hood: fh, State: st}).Pass(context.Background(), rotate.Request{Trigger: rotate.TriggerCLI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.peak < 2 || st.peak > 8 {
+		t.Errorf("records read at once: got %d, want 2 to 8", st.peak)
+	}
+	if got := len(st.gotRecords); got != n-1 {
+		t.Errorf("records read: got %d, want %d (none for the integration whose secret failed)", got, n-1)
+	}
+	for _, o := range rep.Outcomes {
+		want := rotate.ResultPushed
+		if o.Name == "tg-0" || o.Name == "tg-5" {
+			want = rotate.ResultFailed
+		}
+		if o.Result != want {
+			t.Errorf("%s: got %s (%s), want %s", o.Name, o.Result, o.Error, want)
+		}
+	}
+	if e := rep.Outcomes[5].Error; !strings.HasPrefix(e, "read state: ") {
+		t.Errorf("tg-5: got error %q, want it to start with \"read state: \"", e)
+	}
+}
