@@ -76,7 +76,7 @@ type Allowance struct {
 
 	renewMu sync.Mutex // one write of the lease at a time (renewal, budget)
 
-	mu      sync.Mutex
+	mu sync.Mutex
 	// granted counts the request starts Start let through; written is
 	// granted as it was when the last write that succeeded took its
 	// snapshot of the send times: granted - written starts may be missing
