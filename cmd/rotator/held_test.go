@@ -28,8 +28,8 @@ func TestRunPushesWhatADeadHolderHeldWhenItsLeaseEnds(t *testing.T) {
 	f.put("secret", "tg2", map[string]any{"auth_token": sentinel + "-2", "chat_id": "2"})
 
 	// The dead holder: a store of another identity begins a push of tg1
-	// and is never heard of again; its lease runs out 8 s from now.
-	const deadTTL = 8 * time.Second
+	// and is never heard of again; its lease runs out 15 s from now.
+	const deadTTL = 15 * time.Second
 	dead := deadStore(t, f, deadTTL)
 	rec, _, err := dead.Get("tg1")
 	if err != nil {

@@ -14,7 +14,7 @@ func TestFollowHeld(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
 	until := t0.Add(40 * time.Second)
 	rep := rotate.Report{Outcomes: []rotate.Outcome{
-		{Name: "a", Result: rotate.ResultUnchanged, HeldUntil: &until},
+		{Name: "a", Result: rotate.ResultUnchanged, Recheck: &until},
 		{Name: "b", Result: rotate.ResultPushed},
 	}}
 	tests := []struct {

@@ -148,16 +148,16 @@ func (d *Daemon) finish(r running, res passResult) {
 	}
 }
 
-// followHeld sets a wake-up at the end of the lease of each integration
-// the pass left to another rotator (unchanged, "held by"): should the holder
-// have died mid-push, the integration is pushed when its lease ends, not at
-// its next schedule, which may be hours away. An integration the pass
-// settled otherwise loses its wake-up. A dry run settles nothing.
+// followHeld sets a wake-up for each integration the pass left to another
+// rotator (Outcome.Recheck: the end of that rotator's lease, or now): should
+// the holder have died mid-push, the integration is pushed when its lease
+// ends, not at its next schedule, which may be hours away. An integration
+// the pass settled otherwise loses its wake-up. A dry run settles nothing.
 func followHeld(r passResult, held *wakeups) {
 	if r.err != nil || r.rep.DryRun {
 		return
 	}
-	for name, at := range heldUntil(r.rep) {
+	for name, at := range recheckAt(r.rep) {
 		if at.IsZero() {
 			held.drop(name)
 			continue
@@ -166,23 +166,25 @@ func followHeld(r passResult, held *wakeups) {
 	}
 }
 
-// heldUntil maps each integration of a report to when a pass should look
-// at it again because another rotator held it: its lease's end plus
+// recheckAt maps each integration of a report to when a pass should look
+// at it again because it was left to another rotator: Outcome.Recheck plus
 // heldMargin; the zero time for the others.
-func heldUntil(rep rotate.Report) map[string]time.Time {
+func recheckAt(rep rotate.Report) map[string]time.Time {
 	out := make(map[string]time.Time, len(rep.Outcomes))
 	for _, o := range rep.Outcomes {
 		var at time.Time
-		if o.HeldUntil != nil {
-			at = o.HeldUntil.Add(heldMargin)
+		if o.Recheck != nil {
+			at = o.Recheck.Add(heldMargin)
 		}
 		out[o.Name] = at
 	}
 	return out
 }
 
-// heldMargin is waited after another rotator's lease on an integration
-// ends before a pass looks at it again: its clock may be a little ahead.
+// heldMargin is waited after Outcome.Recheck: a lease's end is compared
+// on this process's clock, and a second later the lease has ended by
+// whole-second stamps too; a recheck "at once" waits a second for the
+// other rotator's pass to settle.
 const heldMargin = time.Second
 
 // install puts a configuration in force: schedules, Vault upkeep, the

@@ -107,6 +107,10 @@ type allowanceDoc struct {
 	// Start). 0 in documents of older rotators, whose count was looser:
 	// then twice Budget is assumed.
 	Unknown int `json:"unknown_max,omitempty"`
+	// TTL is the holder's lease_ttl in milliseconds: it stops sending
+	// TTL/6 before Expires (0 in documents of older rotators: the
+	// reader's own TTL is assumed).
+	TTL int64 `json:"ttl_ms,omitempty"`
 }
 
 // AllowanceWaitError is the error of an Acquire that ended (its context)
@@ -155,7 +159,7 @@ func NewAllowance(o AllowanceOptions) (*Allowance, error) {
 		o.Now = time.Now
 	}
 	if o.Budget <= 0 {
-		o.Budget = max(o.Window.Capacity()/8, 1)
+		o.Budget = BudgetFor(o.Window.Capacity())
 	}
 	log := o.Logger
 	if log == nil {
@@ -163,6 +167,10 @@ func NewAllowance(o AllowanceOptions) (*Allowance, error) {
 	}
 	return &Allowance{o: o, log: log, turn: make(chan struct{}, 1)}, nil
 }
+
+// BudgetFor is the default budget of a holder whose long window allows
+// perLong requests: an eighth of them (at least 1).
+func BudgetFor(perLong int) int { return max(perLong/8, 1) }
 
 // where names the document in errors and logs.
 func (a *Allowance) where() string { return a.o.Mount + "/" + a.o.Path + "/" + allowanceName }
@@ -226,12 +234,14 @@ func (a *Allowance) Acquire(ctx context.Context) error {
 			return a.withinBudget(ctx)
 		}
 		busy, err := a.try(ctx)
-		if err != nil && last != nil && ctx.Err() != nil {
+		switch {
+		case err != nil && last != nil && ctx.Err() != nil:
 			last.Err = ctx.Err() // ctx ended during a read: still waiting for the holder
 			return last
-		}
-		if err != nil || busy == nil {
+		case err != nil:
 			return err
+		case busy == nil:
+			continue // taken (Held says so), or a check-and-set race lost: read again
 		}
 		last = busy
 		if err := sleep(ctx, a.pollWait(polls, busy.Until)); err != nil {
@@ -242,8 +252,8 @@ func (a *Allowance) Acquire(ctx context.Context) error {
 }
 
 // pollWait is how long a rotator that waits for the allowance sleeps
-// before its next read: Poll at first, doubling with every read of a
-// holder that kept it, up to MaxPoll (a holder's release is seen at most
+// before its next read: Poll at first, doubling with every read that
+// finds it held (by whichever holder), up to MaxPoll (a holder's release is seen at most
 // MaxPoll late, while a pass of minutes costs a few reads a minute, not
 // four a second), and never past the end of the holder's lease.
 func (a *Allowance) pollWait(polls int, until time.Time) time.Duration {
@@ -260,7 +270,7 @@ func (a *Allowance) withinBudget(ctx context.Context) error {
 		return nil
 	}
 	for {
-		err := a.renew(ctx)
+		err := a.renewSpent(ctx)
 		if err == nil || errors.Is(err, ErrAllowanceLost) {
 			return err
 		}
@@ -301,8 +311,22 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 	}
 	seed, dead := a.seedFrom(d, found, expires)
 	until := now.Add(a.o.TTL)
-	next := d
-	next.Holder, next.Expires, next.Budget, next.Unknown = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget, a.o.Budget
+	next, mark := d, int64(0)
+	if seed == nil {
+		// This process's limiter counts every request that matters (its
+		// own, and those it was handed before): the document gets its
+		// send times, as a renewal's does, so that none of its starts
+		// since its last write goes unlisted.
+		a.mu.Lock()
+		mark = a.granted // before handover's snapshot, as in renew
+		a.mu.Unlock()
+		next = a.handover(until)
+	} else {
+		// The limiter counts the send times handed over once seeded: the
+		// document keeps them until this process's first write.
+		next.Holder, next.Expires = a.o.Identity, until.UTC().Format(time.RFC3339Nano)
+		next.Budget, next.Unknown, next.TTL = a.o.Budget, a.o.Budget, a.o.TTL.Milliseconds()
+	}
 	nv, err := a.o.Vault.WriteDoc(rctx, a.o.Mount, a.o.Path+"/"+allowanceName, next, version)
 	if errors.Is(err, vault.ErrConflict) {
 		return nil, nil // another rotator wrote it since: read again
@@ -317,9 +341,15 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 	if a.stop != nil {
 		a.stop() // the renewal of a lease this process had lost
 	}
-	// This process's own earlier starts were handed over at its release:
-	// none is missing from the document.
-	a.held, a.version, a.expires, a.written = true, nv, until, a.granted
+	a.held, a.version, a.expires = true, nv, until
+	if seed == nil {
+		a.written = mark
+	} else {
+		// This process's own earlier starts were handed over at its
+		// release, or counted by the holder it now follows as a dead
+		// holder's budget: the seeded send times hold them.
+		a.written = a.granted
+	}
 	a.startRenewLocked()
 	a.mu.Unlock()
 	a.log.Info("hood allowance taken", "path", a.where(), "version", nv, "handed_over", len(seed),
@@ -336,8 +366,8 @@ func (a *Allowance) try(ctx context.Context) (*AllowanceWaitError, error) {
 // its lease's end, when it had to stop: those are counted as sent at that
 // instant.
 func (a *Allowance) seedFrom(d allowanceDoc, found bool, expires time.Time) ([]time.Time, string) {
-	if !found {
-		return nil, ""
+	if !found || d.Holder == a.o.Identity {
+		return nil, "" // taken back from itself: its limiter counted them
 	}
 	dead := ""
 	if d.Holder != "" && d.Holder != a.o.Identity {
@@ -351,7 +381,11 @@ func (a *Allowance) seedFrom(d allowanceDoc, found bool, expires time.Time) ([]t
 		out = append(out, time.UnixMilli(d.Base+ms).Add(a.o.Skew))
 	}
 	if dead != "" {
-		at := expires.Add(-a.o.TTL / 6).Add(a.o.Skew)
+		ttl := a.o.TTL
+		if d.TTL > 0 {
+			ttl = time.Duration(d.TTL) * time.Millisecond // the dead holder's own
+		}
+		at := expires.Add(-ttl / 6).Add(a.o.Skew)
 		unknown := a.o.Window.Capacity()
 		switch {
 		case d.Unknown > 0:
@@ -383,7 +417,8 @@ func (d allowanceDoc) expiry() (time.Time, error) {
 func (a *Allowance) handover(until time.Time) allowanceDoc {
 	d := allowanceDoc{Last: a.o.Identity}
 	if !until.IsZero() {
-		d.Holder, d.Expires, d.Budget, d.Unknown = a.o.Identity, until.UTC().Format(time.RFC3339Nano), a.o.Budget, a.o.Budget
+		d.Holder, d.Expires = a.o.Identity, until.UTC().Format(time.RFC3339Nano)
+		d.Budget, d.Unknown, d.TTL = a.o.Budget, a.o.Budget, a.o.TTL.Milliseconds()
 	}
 	sent := a.o.Window.Sent()
 	if len(sent) > 0 {
@@ -433,12 +468,28 @@ func (a *Allowance) renewLoop(ctx context.Context) {
 	}
 }
 
+// renewSpent is renew for a spent budget: of several requests that found
+// it spent at once, the first writes and the others find it written.
+func (a *Allowance) renewSpent(ctx context.Context) error {
+	a.renewMu.Lock()
+	defer a.renewMu.Unlock()
+	if a.unwritten() < a.o.Budget {
+		return nil
+	}
+	return a.renewLocked(ctx)
+}
+
 // renew extends the lease to now + TTL with check-and-set on the version
 // written last, handing over the send times so far (so that the next
 // holder knows them even if this process dies).
 func (a *Allowance) renew(ctx context.Context) error {
 	a.renewMu.Lock()
 	defer a.renewMu.Unlock()
+	return a.renewLocked(ctx)
+}
+
+// renewLocked is renew with renewMu held.
+func (a *Allowance) renewLocked(ctx context.Context) error {
 	a.mu.Lock()
 	// mark is taken before handover's snapshot of the send times: a start
 	// let through in between is both listed and counted as unlisted.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ocamba-rotator/rotator/internal/ha"
 	"github.com/ocamba-rotator/rotator/internal/testkit"
+	"github.com/ocamba-rotator/rotator/internal/vault"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 
@@ -357,5 +358,148 @@ func TestAllowanceWaiterBacksOff(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("b did not take the allowance after a's release")
+	}
+}
+
+// conflictOnce answers the first write with a check-and-set conflict
+// (another rotator wrote first), writing nothing.
+type conflictOnce struct {
+	ha.Vault
+	mu   sync.Mutex
+	done bool
+}
+
+func (c *conflictOnce) WriteDoc(ctx context.Context, mount, path string, in any, cas int) (int, error) {
+	c.mu.Lock()
+	first := !c.done
+	c.done = true
+	c.mu.Unlock()
+	if first {
+		return 0, vault.ErrConflict
+	}
+	return c.Vault.WriteDoc(ctx, mount, path, in, cas)
+}
+
+// An Acquire whose take loses a check-and-set race reads again: it
+// returns only once it holds the allowance.
+func TestAllowanceLostRaceReadsAgain(t *testing.T) {
+	e := newAllowanceEnv(t)
+	a, err := ha.NewAllowance(ha.AllowanceOptions{
+		Vault: &conflictOnce{Vault: e.vault}, Mount: "secret", Path: e.path, Identity: "a#1", TTL: time.Minute,
+		Poll: 10 * time.Millisecond, Window: &window{perMin: 16},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Release(context.Background()) })
+	if err := a.Acquire(t.Context()); err != nil || !a.Held() {
+		t.Fatalf("acquire after a lost race: got %v, held %v; want nil and held", err, a.Held())
+	}
+}
+
+// A holder whose lease ran short takes it back from itself: it writes its
+// own send times (none of its starts since its last write goes unlisted)
+// and does not seed its limiter again from the holder before it.
+func TestAllowanceTakenBackFromItself(t *testing.T) {
+	e := newAllowanceEnv(t)
+	var mu sync.Mutex
+	now := time.Now().Truncate(time.Millisecond)
+	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	const ttl = time.Minute
+	wb := &window{sent: []time.Time{now.Add(-5 * time.Second)}, perMin: 16}
+	wa := &window{perMin: 16} // budget 2
+	b := e.allowance(t, "b#2", wb, ttl)
+	a := e.allowance(t, "a#1", wa, ttl)
+	if err := b.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(t.Context()); err != nil { // from b: seeded once
+		t.Fatal(err)
+	}
+	send := func(n int) {
+		t.Helper()
+		for range n {
+			if err := a.Acquire(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if !a.Start() {
+				t.Fatal("a: Start refused a request after Acquire")
+			}
+			wa.mu.Lock()
+			wa.sent = append(wa.sent, e.clock())
+			wa.mu.Unlock()
+		}
+	}
+	// No renewal reaches Vault (the fake clock runs ahead of the renewal
+	// goroutine's real one): with a sixth of the lease left a stops, and
+	// takes it back from itself, before it wrote the document once.
+	runShort := func() {
+		t.Helper()
+		advance(ttl - ttl/6)
+		if a.Held() {
+			t.Fatal("a holds the allowance with a sixth of its lease left")
+		}
+	}
+	runShort()
+	send(4) // the take-back, then a budget write after two starts
+	if got := len(wa.seeded()); got != 1 {
+		t.Errorf("a seeded its limiter %d times, want once (from b; not again when taking it back from itself)", got)
+	}
+	runShort()
+	send(2) // the take-back with two starts unlisted, then two more
+	// a dies; c takes over when the lease has run out: it must count all
+	// of a's six starts (listed, or its budget of unlisted ones).
+	advance(2 * ttl)
+	wc := &window{perMin: 16}
+	c := e.allowance(t, "c#3", wc, ttl)
+	if err := c.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	seeds := wc.seeded()
+	if len(seeds) != 1 {
+		t.Fatalf("c seeded %d times, want once", len(seeds))
+	}
+	aSent := 0
+	for _, s := range seeds[0] {
+		if !s.Before(wa.sent[0]) { // b's send is older than all of a's
+			aSent++
+		}
+	}
+	if aSent < 6 {
+		t.Errorf("c counts %d of a's requests, want at least the 6 a sent", aSent)
+	}
+}
+
+// A dead holder stopped sending a sixth of its own lease_ttl before its
+// lease's end: a successor configured with a longer TTL counts its unknown
+// requests at that later instant, not at a sixth of its own.
+func TestAllowanceDeadHolderStopsByItsOwnTTL(t *testing.T) {
+	e := newAllowanceEnv(t)
+	var mu sync.Mutex
+	now := time.Now().Truncate(time.Millisecond)
+	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a := e.allowance(t, "a#1", &window{perMin: 16}, 30*time.Second)
+	if err := a.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	expires := now.Add(30 * time.Second)
+	mu.Lock()
+	now = now.Add(31 * time.Second) // a died; its lease ran out
+	mu.Unlock()
+	wb := &window{perMin: 16}
+	b := e.allowance(t, "b#2", wb, 2*time.Minute)
+	if err := b.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	seeds := wb.seeded()
+	if len(seeds) != 1 || len(seeds[0]) != 2 {
+		t.Fatalf("b seeded %v, want once with a's budget of 2", seeds)
+	}
+	if at := expires.Add(-5 * time.Second).Add(time.Second); !seeds[0][0].Equal(at) {
+		t.Errorf("b counts a's unknown requests at %s, want %s (a's TTL of 30s / 6 before its end, plus the skew)", seeds[0][0], at)
 	}
 }

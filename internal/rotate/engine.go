@@ -126,10 +126,11 @@ type Outcome struct {
 	// push with nothing in doubt since. Only such an outcome clears an
 	// integration's failure (an unchanged held by another rotator does not).
 	Confirmed *time.Time `json:"confirmed_at,omitempty"`
-	// HeldUntil, for an integration another rotator holds (unchanged,
-	// Reason "held by ..."), is when its lease ends: if the holder died,
-	// the integration needs a pass after that instant.
-	HeldUntil  *time.Time    `json:"held_until,omitempty"`
+	// Recheck, for an integration left to another rotator (unchanged),
+	// is when a pass must look at it again: when that rotator's lease on
+	// it ends (should it die mid-push), or at once when it wrote the
+	// record during this pass and left settings other than these.
+	Recheck    *time.Time    `json:"recheck_at,omitempty"`
 	Changed    []string      `json:"changed,omitempty"` // setting names whose value differs from the last confirmed push
 	RolledBack bool          `json:"rolled_back,omitempty"`
 	Started    time.Time     `json:"started"`
@@ -402,7 +403,7 @@ func (e *Engine) decideOne(c candidate, req Request, o *Outcome) (job, bool) {
 	if rec.HeldBy != "" {
 		// Even when forced: the holder is pushing this integration now.
 		o.Result, o.Reason = ResultUnchanged, fmt.Sprintf("held by %s until %s", rec.HeldBy, stamp(rec.HeldUntil))
-		o.HeldUntil = &rec.HeldUntil
+		o.Recheck = &rec.HeldUntil
 		return job{}, false
 	}
 	plain := reveal(c.built.Settings)

@@ -340,3 +340,90 @@ func TestPassReadsRecordsConcurrently(t *testing.T) {
 		t.Errorf("tg-5: got error %q, want it to start with \"read state: \"", e)
 	}
 }
+
+// losingState refuses every Begin (another rotator wrote the record
+// first) and answers the Get after it with what after returns, given the
+// push this rotator would have begun.
+type losingState struct {
+	rotate.State
+	mu    sync.Mutex
+	lost  map[string]state.Pushed
+	after func(p state.Pushed) (state.Record, error)
+}
+
+func (s *losingState) Begin(name, _, _ string, _ int, p state.Pushed) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost[name] = p
+	return fmt.Errorf("begin %s: %w: the record changed since it was read", name, state.ErrNotHolder)
+}
+
+func (s *losingState) Get(name string) (state.Record, bool, error) {
+	s.mu.Lock()
+	p, lost := s.lost[name]
+	s.mu.Unlock()
+	if !lost {
+		return s.State.Get(name)
+	}
+	rec, err := s.after(p)
+	return rec, err == nil, err
+}
+
+// A push whose Begin another rotator won is unchanged, not pushed; the
+// record read again says when a pass must look at it again (Recheck): at
+// the end of the winner's lease, at once when the winner left other
+// settings or the record cannot be read, never when it holds these
+// settings confirmed.
+func TestPassLostBeginSaysWhenToRecheck(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	leaseEnd := t0.Add(40 * time.Second)
+	tests := []struct {
+		name   string
+		after  func(p state.Pushed) (state.Record, error)
+		want   *time.Time
+		reason string
+	}{
+		{"held by the winner", func(state.Pushed) (state.Record, error) {
+			return state.Record{HeldBy: "web-2#1", HeldUntil: leaseEnd}, nil
+		}, &leaseEnd, "held by web-2#1 until 2026-12-07T01:00:40Z"},
+		{"these settings confirmed", func(p state.Pushed) (state.Record, error) {
+			c := p
+			c.At = t0
+			return state.Record{Confirmed: &c}, nil
+		}, nil, ""},
+		{"other settings confirmed", func(p state.Pushed) (state.Record, error) {
+			c := p
+			c.Fingerprint = []byte("an older version's")
+			return state.Record{Confirmed: &c}, nil
+		}, &t0, ""},
+		{"record unreadable", func(state.Pushed) (state.Record, error) {
+			return state.Record{}, errors.New("vault unreachable")
+		}, &t0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fv, fh := newFakes()
+			fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+			fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+			st := &losingState{State: newState(t), lost: map[string]state.Pushed{}, after: tt.after}
+			eng := rotate.New(engineConfig(1, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: st, Now: func() time.Time { return t0 }})
+			rep, err := eng.Pass(context.Background(), rotate.Request{Trigger: rotate.TriggerSchedule})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := rep.Outcomes[0]
+			if o.Result != rotate.ResultUnchanged || len(fh.pushes) != 0 {
+				t.Fatalf("got %s (%s) with %d pushes, want unchanged and none", o.Result, o.Error, len(fh.pushes))
+			}
+			switch {
+			case tt.want == nil && o.Recheck != nil:
+				t.Errorf("recheck at %s, want none", o.Recheck)
+			case tt.want != nil && (o.Recheck == nil || !o.Recheck.Equal(*tt.want)):
+				t.Errorf("recheck at %v, want %s", o.Recheck, tt.want)
+			}
+			if !strings.Contains(o.Reason, tt.reason) {
+				t.Errorf("reason %q, want it to contain %q", o.Reason, tt.reason)
+			}
+		})
+	}
+}

@@ -74,6 +74,31 @@ func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, j
 	wg.Wait()
 }
 
+// lostTo reports a push another rotator kept this one from making (its
+// Begin refused, or its lease taken over before the PATCH) as unchanged,
+// and reads the record again to say when a pass must look at the
+// integration again (Outcome.Recheck): when the other rotator's lease ends,
+// should it die mid-push; at once when it left settings other than these,
+// or when the record cannot be read; never when the record holds these
+// settings, confirmed.
+func (e *Engine) lostTo(j job, o *Outcome, reason string) {
+	o.Result, o.Reason, o.Changed, o.Doubt = ResultUnchanged, reason, nil, ""
+	now := e.now()
+	rec, _, err := e.state.Get(j.in.Name)
+	switch {
+	case err != nil:
+		o.Recheck = &now
+	case rec.HeldBy != "":
+		o.Reason = fmt.Sprintf("%s; held by %s until %s", reason, rec.HeldBy, stamp(rec.HeldUntil))
+		o.Recheck = &rec.HeldUntil
+	default:
+		if v, err := decide(j.in.Name, rec, j.pushed, Request{}); err == nil && v.unchanged != "" {
+			return
+		}
+		o.Recheck = &now
+	}
+}
+
 // Why an unconfirmed push may have reached Hood (state.Doubt.Why).
 const (
 	whyVerifyFailed = "a push failed verification and was kept"
@@ -131,7 +156,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 		if errors.Is(err, state.ErrNotHolder) {
 			// Another rotator wrote the record since it was read: it
 			// pushes, or pushed, the settings; this one does not.
-			o.Result, o.Reason, o.Changed, o.Doubt = ResultUnchanged, "another rotator changed the record since it was read: not pushed", nil, ""
+			e.lostTo(j, o, "another rotator changed the record since it was read: not pushed")
 			e.log.Debug("push not begun", "integration", in.Name, "error", err.Error())
 			return
 		}
@@ -162,7 +187,7 @@ func (e *Engine) pushOne(ctx context.Context, req Request, token secret.Value, j
 	var unsent notPushed
 	switch {
 	case errors.As(err, &lost):
-		o.Result, o.Reason, o.Changed, o.Doubt = ResultUnchanged, "another rotator took the lease over before the PATCH: not pushed", nil, ""
+		e.lostTo(j, o, "another rotator took the lease over before the PATCH: not pushed")
 		e.log.Warn("lease lost before the PATCH: not pushed", "integration", in.Name, "error", err.Error())
 		return
 	case errors.As(err, &unsent):
