@@ -292,26 +292,21 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 
 	outcomes := make([]Outcome, len(selected))
 	cands := e.build(selected, reads, outcomes)
-	e.readRecords(cands)
-	var jobs []job
-	for _, c := range cands {
-		if j, ok := e.decideOne(c, req, &outcomes[c.i]); ok {
-			jobs = append(jobs, j)
-		}
-	}
-
-	if len(jobs) > 0 {
-		// The Hood token is read at every pass that pushes: it expires and is rolled.
-		token, err := e.hoodToken(ctx)
-		if err != nil {
-			log.Error("cannot read the Hood token", "error", err.Error())
-			for _, j := range jobs {
-				outcomes[j.i].Err = fmt.Errorf("read Hood token: %w", err)
+	// Records are read a few at a time and each push starts as soon as its
+	// integration is decided: a pass of hundreds sends its first Hood
+	// request after a few record reads, not after all of them.
+	jobs := make(chan job)
+	go func() {
+		defer close(jobs)
+		inParallel(len(cands), func(k int) {
+			c := &cands[k]
+			c.rec, _, c.err = e.state.Get(c.in.Name)
+			if j, ok := e.decideOne(*c, req, &outcomes[c.i]); ok {
+				jobs <- j
 			}
-		} else {
-			e.pushAll(ctx, req, token, jobs, outcomes)
-		}
-	}
+		})
+	}()
+	e.pushDecided(ctx, req, log, jobs, outcomes)
 	// A pass hands the allowance over when it is done (nothing when it
 	// does not hold it).
 	e.releaseAllowance(ctx, log)
@@ -382,18 +377,9 @@ func (e *Engine) build(selected []config.Integration, reads map[string]read, out
 	return cands
 }
 
-// readRecords reads the candidates' records a few at a time: with a
-// shared state each is a Vault request, and a pass of hundreds would
-// otherwise wait for them one after another before its first push.
-func (e *Engine) readRecords(cands []candidate) {
-	inParallel(len(cands), func(k int) {
-		c := &cands[k]
-		c.rec, _, c.err = e.state.Get(c.in.Name)
-	})
-}
-
-// decideOne applies change detection to a candidate: it fills the outcome
-// and returns the push to make, if any.
+// decideOne applies change detection to a candidate whose record was read:
+// it fills the outcome and returns the push to make, if any. Safe for
+// concurrent use on distinct outcomes.
 func (e *Engine) decideOne(c candidate, req Request, o *Outcome) (job, bool) {
 	rec := c.rec
 	if c.err != nil {

@@ -427,3 +427,59 @@ func TestPassLostBeginSaysWhenToRecheck(t *testing.T) {
 		})
 	}
 }
+
+// signalHood closes pushed at its first PATCH.
+type signalHood struct {
+	*fakeHood
+	once   sync.Once
+	pushed chan struct{}
+}
+
+func (h *signalHood) UpdateSettings(ctx context.Context, token secret.Value, id string, s map[string]secret.Value) error {
+	h.once.Do(func() { close(h.pushed) })
+	return h.fakeHood.UpdateSettings(ctx, token, id, s)
+}
+
+// lateState answers the Get of one integration only after the first PATCH
+// of the pass (or after a timeout, which it records).
+type lateState struct {
+	rotate.State
+	late     string
+	pushed   <-chan struct{}
+	timedOut bool
+}
+
+func (s *lateState) Get(name string) (state.Record, bool, error) {
+	if name == s.late {
+		select {
+		case <-s.pushed:
+		case <-time.After(5 * time.Second):
+			s.timedOut = true
+		}
+	}
+	return s.State.Get(name)
+}
+
+// A pass starts pushing as soon as an integration is decided: the first
+// PATCH does not wait for every record to be read.
+func TestPassPushesBeforeEveryRecordIsRead(t *testing.T) {
+	fv, fh := newFakes()
+	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+	const n = 24
+	h := &signalHood{fakeHood: fh, pushed: make(chan struct{})}
+	st := &lateState{State: newState(t), late: fmt.Sprintf("tg-%d", n-1), pushed: h.pushed}
+	rep, err := rotate.New(engineConfig(n, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: h, State: st}).
+		Pass(context.Background(), rotate.Request{Trigger: rotate.TriggerCLI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.timedOut {
+		t.Error("the last record was read before any PATCH: the pass waited for every record before pushing")
+	}
+	for _, o := range rep.Outcomes {
+		if o.Result != rotate.ResultPushed {
+			t.Errorf("%s: got %s (%s), want pushed", o.Name, o.Result, o.Error)
+		}
+	}
+}

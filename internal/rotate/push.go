@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -42,11 +43,39 @@ type job struct {
 	kv     *vault.KV
 }
 
+// pushDecided pushes the jobs as they are decided, until jobs is closed.
+// The Hood token is read when the first job comes (a pass that pushes
+// nothing reads none; it expires and is rolled, so every pass that pushes
+// reads it): when it cannot be read, every job fails.
+func (e *Engine) pushDecided(ctx context.Context, req Request, log *slog.Logger, jobs <-chan job, outcomes []Outcome) {
+	first, ok := <-jobs
+	if !ok {
+		return
+	}
+	token, err := e.hoodToken(ctx)
+	if err != nil {
+		log.Error("cannot read the Hood token", "error", err.Error())
+		outcomes[first.i].Err = fmt.Errorf("read Hood token: %w", err)
+		for j := range jobs {
+			outcomes[j.i].Err = fmt.Errorf("read Hood token: %w", err)
+		}
+		return
+	}
+	all := make(chan job)
+	go func() {
+		defer close(all)
+		all <- first
+		for j := range jobs {
+			all <- j
+		}
+	}()
+	e.pushAll(ctx, req, token, all, outcomes)
+}
+
 // pushAll runs the jobs with at most MaxInFlight in flight; the Hood
 // client's limiter keeps the request rate inside Hood's windows.
-func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, jobs []job, outcomes []Outcome) {
-	workers := max(1, min(e.cfg.Hood.MaxInFlight, len(jobs)))
-	ch := make(chan job)
+func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, ch <-chan job, outcomes []Outcome) {
+	workers := max(1, e.cfg.Hood.MaxInFlight)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -67,10 +96,6 @@ func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, j
 			}
 		}()
 	}
-	for _, j := range jobs {
-		ch <- j
-	}
-	close(ch)
 	wg.Wait()
 }
 
