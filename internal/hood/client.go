@@ -197,6 +197,11 @@ func defaultTransport() *http.Transport {
 // {"settings": {...}} and nothing else. Values are revealed only while the
 // body is marshalled. Any 2xx is success. The id is checked with ValidateID
 // and an empty token or settings map is refused, all before any request.
+// Ready waits until the client's limiter would let a request start now
+// (Limiter.Ready): the engine calls it before the fence that bounds a PATCH,
+// so that the PATCH does not spend its lease waiting for Hood's windows.
+func (c *Client) Ready(ctx context.Context) error { return c.lim.Ready(ctx) }
+
 func (c *Client) UpdateSettings(ctx context.Context, token secret.Value, id string, settings map[string]secret.Value) error {
 	if err := checkRequest(token, id); err != nil {
 		return fmt.Errorf("update integration settings: %w (%w)", err, ErrNotSent)

@@ -297,8 +297,53 @@ func (l *Limiter) done(id uint64) {
 func (l *Limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-
 	t := l.now()
+	if d, changed := l.roomLocked(t); d != 0 {
+		return d, 0, changed
+	}
+	if l.gate != nil && !l.gate.Start() {
+		return gateAgain, 0, nil
+	}
+	l.nextID++
+	l.starts = append(l.starts, start{t: t, id: l.nextID, inFlight: inFlight})
+	return 0, l.nextID, nil
+}
+
+// Ready waits until a request could start now (the windows and any hold
+// allow it) and returns, recording nothing and asking no gate. A caller
+// about to do something bounded in time before its request (a lease's
+// fence, whose deadline bounds the PATCH) waits here first, so that its
+// request starts at once afterwards, unless other requests took the room
+// in between.
+func (l *Limiter) Ready(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		d, changed := l.roomLocked(l.now())
+		l.mu.Unlock()
+		switch d {
+		case 0:
+			return nil
+		case blocked:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-changed:
+			}
+		default:
+			if err := l.sleep(ctx, d); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// roomLocked returns 0 when a request may start at t, else how long to
+// wait, or blocked and a channel closed when an in-flight request ends.
+// It forgets the finished starts that left the long window. l.mu is held.
+func (l *Limiter) roomLocked(t time.Time) (time.Duration, <-chan struct{}) {
 
 	// Forget finished starts that left the long window: e <= t-long.
 	l.starts = slices.DeleteFunc(l.starts, func(s start) bool {
@@ -341,17 +386,12 @@ func (l *Limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}
 		return true
 	}
 	if !need(l.perLong, l.long) || !need(l.burst, l.short) {
-		return blocked, 0, l.changed
+		return blocked, l.changed
 	}
 	if until.After(t) {
-		return until.Sub(t), 0, nil
+		return until.Sub(t), nil
 	}
-	if l.gate != nil && !l.gate.Start() {
-		return gateAgain, 0, nil
-	}
-	l.nextID++
-	l.starts = append(l.starts, start{t: t, id: l.nextID, inFlight: inFlight})
-	return 0, l.nextID, nil
+	return 0, nil
 }
 
 // outlasts returns a *HoldError if the hold lifts no earlier than deadline:

@@ -28,6 +28,12 @@ type leaser interface {
 	MarkSuspect(name string) error
 }
 
+// readier is a Hood client whose limiter can say when a request could
+// start now (*hood.Client).
+type readier interface {
+	Ready(ctx context.Context) error
+}
+
 // ErrLeaseDeadline is the reason of a PATCH that did not finish (retries
 // included) before the lease this rotator holds on the integration ran
 // out: another rotator may take it over and push.
@@ -55,6 +61,14 @@ func (n notPushed) Unwrap() error { return n.error }
 func (e *Engine) fencedPatch(ctx context.Context, token secret.Value, in config.Integration, settings map[string]secret.Value, o *Outcome) error {
 	if e.lease == nil {
 		return e.hood.UpdateSettings(ctx, token, in.ID, settings)
+	}
+	// Wait for room in Hood's windows before the fence: the PATCH is
+	// bounded by the lease the fence extends, and a wait for a full minute
+	// window (after a burst, or a handover) could outlast it.
+	if r, ok := e.hood.(readier); ok {
+		if err := r.Ready(ctx); err != nil {
+			return notPushed{fmt.Errorf("wait for room in hood's rate limits: %w", err)}
+		}
 	}
 	if err := e.lease.Fence(in.Name); errors.Is(err, state.ErrNotHolder) {
 		return leaseLost{err}
