@@ -216,6 +216,7 @@ type cfg struct {
 	auditPath     string // audit.path; default audit.log in the fixture's directory
 	extra         string // top-level YAML appended before integrations (e.g. an ha: section)
 	vaultTimeout  string // vault.timeout; default: not set (the client's default)
+	rateLimit     string // hood.rate_limit as a YAML flow mapping; default far above what the tests send
 }
 
 // config writes config.yaml and returns its path.
@@ -255,6 +256,9 @@ func (f *fixture) config(c cfg) string {
 	if c.auditPath == "" {
 		c.auditPath = f.path("audit.log")
 	}
+	if c.rateLimit == "" {
+		c.rateLimit = "{burst: 1000, per_minute: 100000}"
+	}
 	vaultTimeout := ""
 	if c.vaultTimeout != "" {
 		vaultTimeout = "\n  timeout: " + c.vaultTimeout
@@ -270,7 +274,7 @@ hood:
   token:
     %s
   timeout: %s
-  rate_limit: {burst: 1000, per_minute: 100000}
+  rate_limit: %s
   retry: {max_attempts: 2, initial_backoff: 50ms, max_backoff: 200ms}
   max_in_flight: %d
   verify_timeout: %s
@@ -283,7 +287,7 @@ state:
 audit:
   path: %s
 %sintegrations:
-`, c.vaultAddr, vaultTimeout, c.auth, c.hoodURL, token, c.hoodTimeout, c.maxInFlight, c.verifyTimeout, c.schedule, f.path("admin-token"), c.statePath, c.auditPath, c.extra)
+`, c.vaultAddr, vaultTimeout, c.auth, c.hoodURL, token, c.hoodTimeout, c.rateLimit, c.maxInFlight, c.verifyTimeout, c.schedule, f.path("admin-token"), c.statePath, c.auditPath, c.extra)
 	for _, in := range f.integs {
 		extra := ""
 		if in.extra != "" {

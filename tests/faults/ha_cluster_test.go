@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocamba-rotator/rotator/internal/hood/hoodtest"
 	"github.com/ocamba-rotator/rotator/internal/vaulttest"
 )
 
@@ -92,6 +93,9 @@ type haCluster struct {
 	held       chan struct{} // closed by releaseHeld: lets hoodHold requests go
 	daemons    []*daemon     // every process ever started
 	watch      string        // watch.interval of every process; "" leaves watch mode off
+	rateLimit  string        // hood.rate_limit of every process (YAML flow mapping); "" for the fixture's (no limit reached)
+	jitter     string        // jitter of every process's schedule; "" for none
+	leaseTTL   time.Duration // ha.lease_ttl of every process; 0 for haLeaseTTL
 }
 
 // haMountOnce sets up the lease mount (haMount) once per test binary.
@@ -102,8 +106,17 @@ var (
 
 // newHACluster makes the fixture, the lease mount and three processes'
 // proxies, and n integrations (providers mixed) with ids from base, each
-// with a first value in Vault. start starts the processes.
+// with a first value in Vault. start starts the processes. Its Hood test
+// server enforces no rate limit.
 func newHACluster(t *testing.T, n, base int) *haCluster {
+	t.Helper()
+	return newHAClusterWith(t, n, base, nil)
+}
+
+// newHAClusterWith is newHACluster with a Hood test server of the caller's
+// (its own rate limits): the processes reach it through their hoodProxies.
+// nil is newHACluster's.
+func newHAClusterWith(t *testing.T, n, base int, hs *hoodtest.Server) *haCluster {
 	t.Helper()
 	vs := vaulttest.Require(t, vaultSrv)
 	// The lease mount is set up once for the parallel tests: OpenBao's
@@ -120,7 +133,12 @@ func newHACluster(t *testing.T, n, base int) *haCluster {
 	if haMountErr != nil {
 		t.Fatal(haMountErr)
 	}
-	f := newFixture(t, vs)
+	var f *fixture
+	if hs == nil {
+		f = newFixture(t, vs)
+	} else {
+		f = newFixtureWith(t, vs, hs, hs.URL())
+	}
 	c := &haCluster{t: t, f: f, vs: vs, leasePath: f.prefix + "/leases", kinds: map[string]haKind{}, writes: map[string][]haWrite{}, held: make(chan struct{})}
 	for i := range n {
 		k := haKinds[i%len(haKinds)]
@@ -156,11 +174,22 @@ func (c *haCluster) addInteg(name, id string, k haKind, extra string) integ {
 	return in
 }
 
+// ttl is the processes' ha.lease_ttl.
+func (c *haCluster) ttl() time.Duration {
+	if c.leaseTTL != 0 {
+		return c.leaseTTL
+	}
+	return haLeaseTTL
+}
+
 // haYAML is the ha section of a process's configuration.
 func (c *haCluster) haYAML(label string) string {
-	y := fmt.Sprintf("ha:\n  mode: vault\n  mount: %s\n  path: %s\n  identity: %s\n  lease_ttl: %s\n", haMount, c.leasePath, label, haLeaseTTL)
+	y := fmt.Sprintf("ha:\n  mode: vault\n  mount: %s\n  path: %s\n  identity: %s\n  lease_ttl: %s\n", haMount, c.leasePath, label, c.ttl())
 	if c.watch != "" {
 		y += "watch:\n  interval: " + c.watch + "\n"
+	}
+	if c.jitter != "" {
+		y += "jitter: " + c.jitter + "\n"
 	}
 	return y
 }
@@ -173,7 +202,7 @@ func (c *haCluster) start(schedule string) {
 			file: "config-" + p.label + ".yaml", vaultAddr: p.tap.url, hoodURL: p.hp.url,
 			hoodTimeout: "2s", verifyTimeout: "3s", schedule: schedule, vaultTimeout: haVaultTimeout,
 			statePath: c.f.path("state-" + p.label + ".db"), auditPath: c.f.path("audit-" + p.label + ".log"),
-			extra: c.haYAML(p.label),
+			extra: c.haYAML(p.label), rateLimit: c.rateLimit,
 		})
 	}
 	for _, p := range c.procs {

@@ -155,8 +155,8 @@ func (c *haCluster) versionsAt(path string) []leaseVersion {
 			continue
 		}
 		l.written = l.rec.Updated
-		if l.holder != "" && l.expires.Add(-haLeaseTTL).After(l.written) {
-			l.written = l.expires.Add(-haLeaseTTL)
+		if l.holder != "" && l.expires.Add(-c.ttl()).After(l.written) {
+			l.written = l.expires.Add(-c.ttl())
 		}
 	}
 	return out
