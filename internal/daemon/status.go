@@ -14,12 +14,15 @@ import (
 type statusBook struct {
 	mu   sync.Mutex
 	byID map[string]*admin.IntegrationStatus // by integration name
-	cfg  []config.Integration
+	// failedAt is when the last failed attempt of each failing
+	// integration was made (rotate.Request.Failing).
+	failedAt map[string]time.Time
+	cfg      []config.Integration
 	next func(name string) *time.Time
 }
 
 func newStatusBook() *statusBook {
-	return &statusBook{byID: map[string]*admin.IntegrationStatus{}}
+	return &statusBook{byID: map[string]*admin.IntegrationStatus{}, failedAt: map[string]time.Time{}}
 }
 
 // unseeded lists the integrations of ins whose status configure would
@@ -44,17 +47,26 @@ func (b *statusBook) configure(ins []config.Integration, next func(name string) 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	keep := map[string]*admin.IntegrationStatus{}
+	failedAt := map[string]time.Time{}
 	for _, in := range ins {
 		st := b.byID[in.Name]
+		at, failing := b.failedAt[in.Name]
 		if st == nil || st.ID != in.ID || st.Provider != in.Provider {
 			st = &admin.IntegrationStatus{Name: in.Name, ID: in.ID, Provider: in.Provider}
+			at, failing = time.Time{}, false
 			if rec, ok := saved(in.Name); ok && (rec.ID == "" || rec.ID == in.ID) {
 				seed(st, rec)
+				if st.ConsecutiveFailures > 0 {
+					at, failing = *st.LastAttempt, true
+				}
 			}
 		}
 		keep[in.Name] = st
+		if failing {
+			failedAt[in.Name] = at
+		}
 	}
-	b.byID, b.cfg, b.next = keep, ins, next
+	b.byID, b.failedAt, b.cfg, b.next = keep, failedAt, ins, next
 }
 
 // seed fills a status from an integration's durable record.
@@ -99,6 +111,10 @@ func (b *statusBook) record(rep rotate.Report) {
 			st.LastError = o.Error
 			st.TraceID = o.TraceID
 			st.ConsecutiveFailures++
+			if at.IsZero() {
+				at = rep.Finished
+			}
+			b.failedAt[o.Name] = at
 		case o.Confirms():
 			// Only a confirmed push of the current settings clears a
 			// failure: an unchanged that is not one (another rotator holds
@@ -107,22 +123,24 @@ func (b *statusBook) record(rep rotate.Report) {
 			st.LastSuccess = &done
 			st.LastError, st.TraceID = "", ""
 			st.ConsecutiveFailures = 0
+			delete(b.failedAt, o.Name)
 		}
 	}
 }
 
-// failing reports whether name's last attempt failed with no push
-// confirmed since, and whether the book knows (rotate.Request.Failing): it
+// failing reports when name's last attempt failed with no push confirmed
+// since (zero: it is not failing), and whether the book knows
+// (rotate.Request.Failing): it
 // does not for an integration with no attempt yet whose saved record could
 // not be read, and the record then decides.
-func (b *statusBook) failing(name string) (failing, known bool) {
+func (b *statusBook) failing(name string) (since time.Time, known bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.byID[name]
 	if st == nil || st.LastAttempt == nil {
-		return false, false
+		return time.Time{}, false
 	}
-	return st.ConsecutiveFailures > 0, true
+	return b.failedAt[name], true
 }
 
 // list answers /v1/status, in configuration order.

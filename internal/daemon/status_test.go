@@ -14,7 +14,7 @@ import (
 func TestStatusBookFailureStaysUntilConfirmed(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	confirmed := t0.Add(time.Minute)
-	failed := rotate.Outcome{Name: "a", Result: rotate.ResultFailed, Error: "verification failed"}
+	failed := rotate.Outcome{Name: "a", Result: rotate.ResultFailed, Error: "verification failed", Started: t0}
 	held := rotate.Outcome{Name: "a", Result: rotate.ResultUnchanged, Reason: "held by rotator-b until then"}
 	unchanged := rotate.Outcome{Name: "a", Result: rotate.ResultUnchanged, Confirmed: &confirmed}
 	pushed := rotate.Outcome{Name: "a", Result: rotate.ResultPushed, Confirmed: &confirmed}
@@ -40,8 +40,8 @@ func TestStatusBookFailureStaysUntilConfirmed(t *testing.T) {
 			if st.ConsecutiveFailures != tt.want || st.LastError != tt.wantErr {
 				t.Errorf("got %d failures, last error %q; want %d, %q", st.ConsecutiveFailures, st.LastError, tt.want, tt.wantErr)
 			}
-			if failing, known := b.failing("a"); failing != (tt.want > 0) || !known {
-				t.Errorf("failing: got %v (known %v), want %v (known)", failing, known, tt.want > 0)
+			if since, known := b.failing("a"); !since.IsZero() != (tt.want > 0) || !known {
+				t.Errorf("failing since: got %v (known %v), want failing %v (known)", since, known, tt.want > 0)
 			}
 		})
 	}
@@ -58,11 +58,11 @@ func TestStatusBookFailingUnknownUntilAnAttempt(t *testing.T) {
 		r, ok := saved[n]
 		return r, ok
 	})
-	if failing, known := b.failing("new"); failing || known {
-		t.Errorf("new: got failing %v known %v, want not known", failing, known)
+	if since, known := b.failing("new"); !since.IsZero() || known {
+		t.Errorf("new: got failing since %v known %v, want not known", since, known)
 	}
-	if failing, known := b.failing("seeded"); !failing || !known {
-		t.Errorf("seeded: got failing %v known %v, want a known failure", failing, known)
+	if since, known := b.failing("seeded"); !since.Equal(at) || !known {
+		t.Errorf("seeded: got failing since %v known %v, want a known failure at %v", since, known, at)
 	}
 	if _, known := b.failing("removed"); known {
 		t.Errorf("an integration the book does not have: known, want not known")

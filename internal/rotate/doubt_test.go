@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/hood"
 	"github.com/ocamba-rotator/rotator/internal/rotate"
@@ -148,13 +149,13 @@ func TestUnchangedCarriesConfirmation(t *testing.T) {
 func TestFailingDecidesFromTheCallersBook(t *testing.T) {
 	tests := []struct {
 		name    string
-		failing func(string) (bool, bool)
+		failing func(string) (time.Time, bool)
 		want    rotate.Result
 	}{
 		{"no book: the record's failure decides", nil, rotate.ResultPushed},
-		{"the book counts it failed", func(string) (bool, bool) { return true, true }, rotate.ResultPushed},
-		{"the book knows it is not failing", func(string) (bool, bool) { return false, true }, rotate.ResultUnchanged},
-		{"the book does not know: the record decides", func(string) (bool, bool) { return false, false }, rotate.ResultPushed},
+		{"the book counts it failed", func(string) (time.Time, bool) { return time.Now(), true }, rotate.ResultPushed},
+		{"the book knows it is not failing", func(string) (time.Time, bool) { return time.Time{}, true }, rotate.ResultUnchanged},
+		{"the book does not know: the record decides", func(string) (time.Time, bool) { return time.Time{}, false }, rotate.ResultPushed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,6 +187,43 @@ func TestFailingDecidesFromTheCallersBook(t *testing.T) {
 			}
 			if tt.want == rotate.ResultPushed && !strings.Contains(o.Doubt, "the last attempt failed at") {
 				t.Errorf("doubt: got %q, want it to name the failed attempt", o.Doubt)
+			}
+		})
+	}
+}
+
+// The daemon's book counts an integration failed; the record holds a push
+// of the current settings confirmed after that failure (another rotator's,
+// with ha.mode vault): Hood holds them, and the pass does not push them
+// again. A confirmation from before the failure does not clear it.
+func TestFailingClearedByALaterConfirmationInTheRecord(t *testing.T) {
+	tests := []struct {
+		name  string
+		since func(confirmed time.Time) time.Time
+		want  rotate.Result
+	}{
+		{"failed before the confirmation", func(c time.Time) time.Time { return c.Add(-time.Second) }, rotate.ResultUnchanged},
+		{"failed after the confirmation", func(c time.Time) time.Time { return c.Add(time.Second) }, rotate.ResultPushed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fv, fh := newFakes()
+			fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+			fv.secrets["secret/a"] = map[string]string{"auth_token": "good-" + sentinel, "chat_id": "1"}
+			st := newState(t)
+			eng := rotate.New(engineConfig(1, func(int) string { return "a" }), rotate.Options{Vault: fv, Hood: fh, State: st})
+			o := onePass(t, eng, rotate.Request{})
+			if o.Result != rotate.ResultPushed || o.Confirmed == nil {
+				t.Fatalf("first pass: got %s %v, want pushed and confirmed", o.Result, o.Err)
+			}
+			since := tt.since(*o.Confirmed)
+			before := patches(fh)
+			o = onePass(t, eng, rotate.Request{Trigger: rotate.TriggerSchedule, Failing: func(string) (time.Time, bool) { return since, true }})
+			if o.Result != tt.want {
+				t.Fatalf("got %s (doubt %q), want %s", o.Result, o.Doubt, tt.want)
+			}
+			if got, want := patches(fh)-before, map[bool]int{true: 1, false: 0}[tt.want == rotate.ResultPushed]; got != want {
+				t.Errorf("PATCHes: got %d, want %d", got, want)
 			}
 		})
 	}

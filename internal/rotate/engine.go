@@ -81,13 +81,16 @@ type Request struct {
 	// repeat the pushes that pass made for it.
 	NotBefore time.Time `json:"-"`
 	// Failing, when set, says which integrations the caller still counts
-	// as failed (the daemon's status book), when it knows: each is pushed,
-	// to be confirmed, even when its settings equal the last confirmed
-	// push. Where it is nil or does not know, the record's last attempt
-	// says it (rotator once and plan). A daemon that knows never pushes
-	// because of another rotator's failure, so one rotator failing before
-	// its push on every pass cannot make the others push on every pass.
-	Failing func(name string) (failing, known bool) `json:"-"`
+	// as failed (the daemon's status book), when it knows: since is when
+	// the failed attempt was made (zero: not failing). Each is pushed, to
+	// be confirmed, even when its settings equal the last confirmed push,
+	// unless the record holds a push confirmed after the failure (another
+	// rotator's, with ha.mode vault). Where it is nil or does not know,
+	// the record's last attempt says it (rotator once and plan). A daemon
+	// that knows never pushes because of another rotator's failure, so one
+	// rotator failing before its push on every pass cannot make the others
+	// push on every pass.
+	Failing func(name string) (since time.Time, known bool) `json:"-"`
 	// Stop, when closed, keeps pushes that have not started from starting
 	// (they fail as "not pushed: shutting down"); pushes in flight finish.
 	Stop <-chan struct{} `json:"-"`

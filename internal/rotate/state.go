@@ -84,17 +84,23 @@ func decide(name string, rec state.Record, p state.Pushed, req Request) (verdict
 
 // stillFailing says why name's last attempt counts as failed with no push
 // confirmed since, or "" when it does not: a failure is cleared only by a
-// confirmed push, so such an integration is pushed even when unchanged.
+// confirmed push (this rotator's, or another's the record holds), so such
+// an integration is pushed even when unchanged.
 func (r Request) stillFailing(name string, rec state.Record) string {
 	a, inRecord := rec.LastFailed()
-	failing := inRecord
+	failing, since := inRecord, a.At
 	if r.Failing != nil {
-		if f, known := r.Failing(name); known {
-			failing = f
+		if at, known := r.Failing(name); known {
+			failing, since = !at.IsZero(), at
 		}
 	}
 	switch {
 	case !failing:
+		return ""
+	case !inRecord && rec.Confirmed != nil && rec.Confirmed.At.After(since):
+		// The caller's failure was followed by a confirmed push the
+		// record holds (another rotator's): Hood holds those settings. A
+		// failure that may have changed them is in the record (a doubt).
 		return ""
 	case inRecord:
 		return fmt.Sprintf("the last attempt failed at %s and no push has been confirmed since", stamp(a.At))
