@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ocamba-rotator/rotator/internal/secret"
@@ -197,10 +198,55 @@ func defaultTransport() *http.Transport {
 // {"settings": {...}} and nothing else. Values are revealed only while the
 // body is marshalled. Any 2xx is success. The id is checked with ValidateID
 // and an empty token or settings map is refused, all before any request.
-// Ready waits until the client's limiter would let a request start now
-// (Limiter.Ready): the engine calls it before the fence that bounds a PATCH,
-// so that the PATCH does not spend its lease waiting for Hood's windows.
-func (c *Client) Ready(ctx context.Context) error { return c.lim.Ready(ctx) }
+// Reserve waits for the limiter (and its gate) and takes a request start
+// now for the next request made with the returned context: that request's
+// first attempt goes without waiting (its retries wait as usual). The engine
+// reserves before the fence that bounds a PATCH, so that the PATCH does not
+// spend its lease waiting for Hood's windows, nor lose the room to other
+// requests. Call release in any case: it gives the start back (counted as
+// done now) when the request was not made.
+func (c *Client) Reserve(ctx context.Context) (rctx context.Context, release func(), err error) {
+	id, err := c.lim.acquire(ctx)
+	if err != nil {
+		return ctx, func() {}, fmt.Errorf("wait for rate limit: %w (%w)", err, ErrNotSent)
+	}
+	r := &reservation{id: id}
+	release = func() {
+		if id, ok := r.take(); ok {
+			c.lim.done(id)
+		}
+	}
+	return context.WithValue(ctx, reservedKey{}, r), release, nil
+}
+
+// reservation is a start Reserve took for the request of its context.
+type reservation struct {
+	mu   sync.Mutex
+	id   uint64
+	used bool
+}
+
+type reservedKey struct{}
+
+// take returns the start, once.
+func (r *reservation) take() (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.used {
+		return 0, false
+	}
+	r.used = true
+	return r.id, true
+}
+
+// reserved returns the start Reserve took for ctx's request, once.
+func reserved(ctx context.Context) (uint64, bool) {
+	r, _ := ctx.Value(reservedKey{}).(*reservation)
+	if r == nil {
+		return 0, false
+	}
+	return r.take()
+}
 
 func (c *Client) UpdateSettings(ctx context.Context, token secret.Value, id string, settings map[string]secret.Value) error {
 	if err := checkRequest(token, id); err != nil {
@@ -267,7 +313,11 @@ func (c *Client) do(ctx context.Context, method, id string, token secret.Value, 
 	endpoint := c.base.JoinPath("v1", "hood", "integrations", url.PathEscape(id)).String()
 	var last error
 	for attempt := 1; ; attempt++ {
-		startID, err := c.lim.acquire(ctx)
+		startID, ok := reserved(ctx)
+		var err error
+		if !ok {
+			startID, err = c.lim.acquire(ctx)
+		}
 		var he *HoldError
 		if errors.As(err, &he) {
 			he.Method, he.ID, he.Last = method, id, last

@@ -238,3 +238,62 @@ func TestClientsSharingLimiterHonourHold(t *testing.T) {
 	}
 	checkHeld(t, srv, t429, 2)
 }
+
+// A start taken with Reserve serves the first attempt of the request made
+// with its context, which then goes at once while the windows are full;
+// release gives back a start that was not used (counted as done).
+func TestClientReserve(t *testing.T) {
+	t.Parallel()
+	srv, err := hoodtest.Start(hoodtest.Options{Tokens: []string{sentinelToken}, Burst: -1, PerMinute: -1})
+	if err != nil {
+		t.Fatalf("hoodtest.Start: %v", err)
+	}
+	defer srv.Close()
+	if err := srv.AddIntegration("1171", "twilio_sms", map[string]string{"account_sid": "AC-old", "auth_token": "old", "default_phone_number": "+1"}); err != nil {
+		t.Fatal(err)
+	}
+	lim := newLimiter(t, hood.Limits{Burst: 1, PerMinute: 100, Window: 10 * time.Second, LongWindow: time.Minute})
+	c, err := hood.New(hood.Options{
+		BaseURL: srv.URL(), Limiter: lim,
+		Timeout: config.DefaultHoodTimeout, MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, release, err := c.Reserve(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	// The window (1 per 10 s) is full: only the reserved start lets a
+	// request through within 3 s.
+	ctx, cancel := context.WithTimeout(rctx, 3*time.Second)
+	defer cancel()
+	if err := c.UpdateSettings(ctx, tok(), "1171", twilioSettings()); err != nil {
+		t.Fatalf("UpdateSettings with the reserved start: %v", err)
+	}
+	ctx2, cancel2 := context.WithTimeout(rctx, 500*time.Millisecond)
+	defer cancel2()
+	if err := c.UpdateSettings(ctx2, tok(), "1171", twilioSettings()); !errors.Is(err, hood.ErrNotSent) {
+		t.Errorf("a second request on the same context: got %v, want it to wait for the window and not be sent", err)
+	}
+	if got := srv.Count(http.MethodPatch); got != 1 {
+		t.Errorf("PATCHes: got %d, want 1", got)
+	}
+
+	// An unused reservation released counts as one start, once.
+	lim2 := newLimiter(t, hood.Limits{Burst: 5, PerMinute: 100})
+	c2, err := hood.New(hood.Options{BaseURL: srv.URL(), Limiter: lim2, Timeout: time.Second, MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, release2, err := c2.Reserve(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release2()
+	release2()
+	if got := len(lim2.Sent()); got != 1 {
+		t.Errorf("starts counted after an unused reservation was released twice: got %d, want 1", got)
+	}
+}

@@ -309,37 +309,6 @@ func (l *Limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}
 	return 0, l.nextID, nil
 }
 
-// Ready waits until a request could start now (the windows and any hold
-// allow it) and returns, recording nothing and asking no gate. A caller
-// about to do something bounded in time before its request (a lease's
-// fence, whose deadline bounds the PATCH) waits here first, so that its
-// request starts at once afterwards, unless other requests took the room
-// in between.
-func (l *Limiter) Ready(ctx context.Context) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		l.mu.Lock()
-		d, changed := l.roomLocked(l.now())
-		l.mu.Unlock()
-		switch d {
-		case 0:
-			return nil
-		case blocked:
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-changed:
-			}
-		default:
-			if err := l.sleep(ctx, d); err != nil {
-				return err
-			}
-		}
-	}
-}
-
 // roomLocked returns 0 when a request may start at t, else how long to
 // wait, or blocked and a channel closed when an in-flight request ends.
 // It forgets the finished starts that left the long window. l.mu is held.

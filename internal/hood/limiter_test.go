@@ -426,33 +426,3 @@ func TestLimiterGateCountsEveryStart(t *testing.T) {
 		t.Errorf("the gate was acquired %d times, want at least %d (one budget of %d per acquire)", g.acquires, least, g.budget)
 	}
 }
-
-// Ready waits for room in the windows as a start would, records nothing
-// and asks no gate; the start after it goes at once.
-func TestLimiterReadyWaitsWithoutRecording(t *testing.T) {
-	l, fc, t0 := fakeLimiter(2, 3, time.Second, time.Minute, 0)
-	g := &budgetGate{budget: 100}
-	l.SetGate(g)
-	starts := startTimes(t, l, fc, 3) // two at t0, the third after the 1s window
-	if got := starts[2].Sub(t0); got != time.Second {
-		t.Fatalf("third start at t0+%v, want t0+1s", got)
-	}
-	startsBefore := g.starts
-	if err := l.Ready(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	// The long window (3 a minute) is full until t0+1m.
-	if got, want := fc.Now().Sub(t0), time.Minute; got != want {
-		t.Errorf("Ready returned at t0+%v, want t0+%v (when the first start leaves the long window)", got, want)
-	}
-	if got := len(l.Sent()); got != 1 || g.starts != startsBefore {
-		t.Errorf("after Ready: %d starts counted, %d gate starts; want 1 (the two at t0 left the window) and %d", got, g.starts, startsBefore)
-	}
-	at := fc.Now()
-	if err := l.Wait(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if got := fc.Now(); !got.Equal(at) {
-		t.Errorf("the start after Ready waited %v, want none", got.Sub(at))
-	}
-}

@@ -28,10 +28,10 @@ type leaser interface {
 	MarkSuspect(name string) error
 }
 
-// readier is a Hood client whose limiter can say when a request could
-// start now (*hood.Client).
-type readier interface {
-	Ready(ctx context.Context) error
+// reserver is a Hood client that can take a request's rate-limit start
+// ahead of the request (*hood.Client).
+type reserver interface {
+	Reserve(ctx context.Context) (context.Context, func(), error)
 }
 
 // ErrLeaseDeadline is the reason of a PATCH that did not finish (retries
@@ -62,13 +62,16 @@ func (e *Engine) fencedPatch(ctx context.Context, token secret.Value, in config.
 	if e.lease == nil {
 		return e.hood.UpdateSettings(ctx, token, in.ID, settings)
 	}
-	// Wait for room in Hood's windows before the fence: the PATCH is
+	// Take the PATCH's rate-limit start before the fence: the PATCH is
 	// bounded by the lease the fence extends, and a wait for a full minute
 	// window (after a burst, or a handover) could outlast it.
-	if r, ok := e.hood.(readier); ok {
-		if err := r.Ready(ctx); err != nil {
-			return notPushed{fmt.Errorf("wait for room in hood's rate limits: %w", err)}
+	if r, ok := e.hood.(reserver); ok {
+		rctx, release, err := r.Reserve(ctx)
+		if err != nil {
+			return err // not sent (hood.ErrNotSent): the pass stopped, or a hold outlasts it
 		}
+		defer release()
+		ctx = rctx
 	}
 	if err := e.lease.Fence(in.Name); errors.Is(err, state.ErrNotHolder) {
 		return leaseLost{err}

@@ -139,6 +139,23 @@ func (c *haCluster) logLines(sub string) int {
 	return n
 }
 
+// linesWith returns the log lines of every process that contain sub,
+// redacted.
+func (c *haCluster) linesWith(sub string) []string {
+	c.mu.Lock()
+	ds := slices.Clone(c.daemons)
+	c.mu.Unlock()
+	var out []string
+	for _, d := range ds {
+		for _, l := range strings.Split(d.logs.String(), "\n") {
+			if strings.Contains(l, sub) {
+				out = append(out, redact(l))
+			}
+		}
+	}
+	return out
+}
+
 func TestHAScheduledPass(t *testing.T) {
 	t.Parallel()
 	c := newHACluster(t, 12, 2101)
