@@ -445,7 +445,7 @@ func benchFleet(b *testing.B, n int, kill time.Duration) {
 			f.report(res, n)
 			extra := res.wall - aWall
 			b.ReportMetric(extra.Seconds(), "kill-extra-s")
-			f.logf("kill: %.1fs more than the forced pass without a kill; the allowance's bound is lease_ttl = %s (the survivors' passes also wait for their next schedule, @every 40s)",
+			f.logf("kill: %.1fs more than the forced pass without a kill; the allowance's bound is lease_ttl = %s (a survivor takes the allowance over when its lease ends; the pushes the dead holder had begun are rechecked when their leases end)",
 				extra.Seconds(), fleetLeaseTTL)
 			f.stop(rs[1:])
 		}

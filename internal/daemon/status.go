@@ -18,7 +18,7 @@ type statusBook struct {
 	// integration was made (rotate.Request.Failing).
 	failedAt map[string]time.Time
 	cfg      []config.Integration
-	next func(name string) *time.Time
+	next     func(name string) *time.Time
 }
 
 func newStatusBook() *statusBook {
