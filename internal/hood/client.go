@@ -194,10 +194,6 @@ func defaultTransport() *http.Transport {
 	return t
 }
 
-// UpdateSettings sends PATCH /v1/hood/integrations/{id} with the body
-// {"settings": {...}} and nothing else. Values are revealed only while the
-// body is marshalled. Any 2xx is success. The id is checked with ValidateID
-// and an empty token or settings map is refused, all before any request.
 // Reserve waits for the limiter (and its gate) and takes a request start
 // now for the next request made with the returned context: that request's
 // first attempt goes without waiting (its retries wait as usual). The engine
@@ -248,6 +244,10 @@ func reserved(ctx context.Context) (uint64, bool) {
 	return r.take()
 }
 
+// UpdateSettings sends PATCH /v1/hood/integrations/{id} with the body
+// {"settings": {...}} and nothing else. Values are revealed only while the
+// body is marshalled. Any 2xx is success. The id is checked with ValidateID
+// and an empty token or settings map is refused, all before any request.
 func (c *Client) UpdateSettings(ctx context.Context, token secret.Value, id string, settings map[string]secret.Value) error {
 	if err := checkRequest(token, id); err != nil {
 		return fmt.Errorf("update integration settings: %w (%w)", err, ErrNotSent)
