@@ -295,20 +295,8 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 
 	outcomes := make([]Outcome, len(selected))
 	cands := e.build(selected, reads, outcomes)
-	// Records are read a few at a time and each push starts as soon as its
-	// integration is decided: a pass of hundreds sends its first Hood
-	// request after a few record reads, not after all of them.
 	jobs := make(chan job)
-	go func() {
-		defer close(jobs)
-		inParallel(len(cands), func(k int) {
-			c := &cands[k]
-			c.rec, _, c.err = e.state.Get(c.in.Name)
-			if j, ok := e.decideOne(*c, req, &outcomes[c.i]); ok {
-				jobs <- j
-			}
-		})
-	}()
+	go e.decideAhead(cands, req, outcomes, jobs)
 	e.pushDecided(ctx, req, log, jobs, outcomes)
 	// A pass hands the allowance over when it is done (nothing when it
 	// does not hold it).
@@ -378,6 +366,42 @@ func (e *Engine) build(selected []config.Integration, reads map[string]read, out
 		cands = append(cands, candidate{i: i, in: in, built: built, kv: r.kv})
 	}
 	return cands
+}
+
+// decideAhead reads the candidates' records, readers at a time, decides
+// each, and sends the pushes to make on jobs, in configuration order, then
+// closes it. A record is read at most readers integrations ahead of the
+// push queue: a pass of hundreds sends its first Hood request after a few
+// record reads, not after all of them, and a pass that waits (for the
+// fleet's allowance, for Hood's windows) decides the rest on fresh records.
+func (e *Engine) decideAhead(cands []candidate, req Request, outcomes []Outcome, jobs chan<- job) {
+	defer close(jobs)
+	type decided struct {
+		j  job
+		ok bool
+	}
+	slots := make([]chan decided, len(cands))
+	for k := range slots {
+		slots[k] = make(chan decided, 1)
+	}
+	ahead := make(chan struct{}, readers)
+	go func() {
+		for k := range cands {
+			ahead <- struct{}{} // freed once candidate k-readers was handed on
+			go func(c *candidate, slot chan<- decided) {
+				c.rec, _, c.err = e.state.Get(c.in.Name)
+				j, ok := e.decideOne(*c, req, &outcomes[c.i])
+				slot <- decided{j, ok}
+			}(&cands[k], slots[k])
+		}
+	}()
+	for k := range cands {
+		d := <-slots[k]
+		if d.ok {
+			jobs <- d.j
+		}
+		<-ahead
+	}
 }
 
 // decideOne applies change detection to a candidate whose record was read:

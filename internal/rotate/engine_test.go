@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -481,5 +482,57 @@ func TestPassPushesBeforeEveryRecordIsRead(t *testing.T) {
 		if o.Result != rotate.ResultPushed {
 			t.Errorf("%s: got %s (%s), want pushed", o.Name, o.Result, o.Error)
 		}
+	}
+}
+
+// orderHood records the order of its PATCHes.
+type orderHood struct {
+	*fakeHood
+	mu    sync.Mutex
+	order []string
+}
+
+func (h *orderHood) UpdateSettings(ctx context.Context, token secret.Value, id string, s map[string]secret.Value) error {
+	h.mu.Lock()
+	h.order = append(h.order, id)
+	h.mu.Unlock()
+	return h.fakeHood.UpdateSettings(ctx, token, id, s)
+}
+
+// reverseState answers the Gets of earlier integrations later, so that
+// records are read out of order.
+type reverseState struct {
+	rotate.State
+	n int
+}
+
+func (s *reverseState) Get(name string) (state.Record, bool, error) {
+	var i int
+	_, _ = fmt.Sscanf(name, "tg-%d", &i)
+	time.Sleep(time.Duration(s.n-i) * 3 * time.Millisecond)
+	return s.State.Get(name)
+}
+
+// Records read out of order are pushed in configuration order (with
+// max_in_flight 1, one after another).
+func TestPassPushesInConfigurationOrder(t *testing.T) {
+	fv, fh := newFakes()
+	fv.secrets["secret/rotator/hood"] = map[string]string{"token": "hood-token"}
+	fv.secrets["secret/a"] = map[string]string{"auth_token": sentinel, "chat_id": "1"}
+	const n = 20
+	cfg := engineConfig(n, func(int) string { return "a" })
+	cfg.Hood.MaxInFlight = 1
+	h := &orderHood{fakeHood: fh}
+	_, err := rotate.New(cfg, rotate.Options{Vault: fv, Hood: h, State: &reverseState{State: newState(t), n: n}}).
+		Pass(context.Background(), rotate.Request{Trigger: rotate.TriggerCLI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range n {
+		want = append(want, fmt.Sprint(1000+i))
+	}
+	if !slices.Equal(h.order, want) {
+		t.Errorf("PATCH order: got %v, want %v", h.order, want)
 	}
 }
