@@ -468,32 +468,82 @@ func (r *Runner) push(ctx context.Context, ru *run) error {
 
 // passOver runs a pass over the consumers (forced: pushed again unless
 // confirmed since notBefore) and returns those not confirmed on version.
+// A consumer left to another rotator (its lease on the integration, e.g.
+// of a holder that died mid-push while it ran this rotation) is passed
+// over again when that lease ends, up to heldRounds times, before it
+// counts as not confirmed.
 func (r *Runner) passOver(ctx context.Context, ru *run, force bool, notBefore time.Time, version int) ([]string, error) {
-	rep, err := r.o.Passer.Pass(ctx, rotate.Request{
-		Trigger: rotate.TriggerRotation, Force: force, NotBefore: notBefore, Only: ru.consumers,
-		Caller: "rotation " + ru.rot.Name,
-	})
-	if err != nil {
-		return nil, err
+	outcomes := map[string]rotate.Outcome{}
+	only := ru.consumers
+	for round := 0; ; round++ {
+		rep, err := r.o.Passer.Pass(ctx, rotate.Request{
+			Trigger: rotate.TriggerRotation, Force: force, NotBefore: notBefore, Only: only,
+			Caller: "rotation " + ru.rot.Name,
+		})
+		if err != nil {
+			return nil, err
+		}
+		var held []string
+		var until time.Time
+		for _, o := range rep.Outcomes {
+			outcomes[o.Name] = o
+			if o.Recheck != nil && !o.Confirms() {
+				held = append(held, o.Name)
+				until = later(until, *o.Recheck)
+			}
+		}
+		if len(held) == 0 || round == heldRounds {
+			break
+		}
+		wait := min(max(until.Sub(r.o.Now()), 0)+time.Second, r.o.LeaseTTL+time.Second)
+		r.o.Logger.Info("consumers held by another rotator: passing over them again when its lease ends",
+			"rotation", ru.rot.Name, "integrations", held, "wait", wait.String())
+		if err := sleepCtx(ctx, wait); err != nil {
+			return nil, err
+		}
+		only = held
 	}
 	var bad []string
 	for _, name := range ru.consumers {
-		i := slices.IndexFunc(rep.Outcomes, func(o rotate.Outcome) bool { return o.Name == name })
+		o, ok := outcomes[name]
 		switch {
-		case i < 0:
+		case !ok:
 			bad = append(bad, name+" (no outcome)")
-		case !rep.Outcomes[i].Confirms():
-			o := rep.Outcomes[i]
+		case !o.Confirms():
 			why := string(o.Result)
 			if o.Error != "" {
 				why += ": " + o.Error
+			} else if o.Reason != "" {
+				why += ": " + o.Reason
 			}
 			bad = append(bad, name+" ("+why+")")
-		case rep.Outcomes[i].VaultVersion != version:
-			bad = append(bad, fmt.Sprintf("%s (confirmed on version %d, not %d)", name, rep.Outcomes[i].VaultVersion, version))
+		case o.VaultVersion != version:
+			bad = append(bad, fmt.Sprintf("%s (confirmed on version %d, not %d)", name, o.VaultVersion, version))
 		}
 	}
 	return bad, nil
+}
+
+// heldRounds bounds the passes over consumers another rotator held.
+const heldRounds = 3
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // confirmAgain, at the end of grace, checks that the secret still holds the
