@@ -93,6 +93,23 @@ func (f *fleet) config(name, extra string) string {
 	return path
 }
 
+// begin starts a scenario: the three replicas (start), a new version of
+// every secret, empty Hood windows, and the audit log's mark from which
+// its Vault requests are counted.
+func (f *fleet) begin(ctx context.Context, tag string, schedules [3]string, jitter string) ([]*fleetReplica, int64) {
+	f.b.Helper()
+	rs := f.start(tag, schedules, jitter)
+	if err := f.w.WriteSecrets(ctx, tag); err != nil {
+		f.b.Fatal(err)
+	}
+	f.w.Hood.Reset()
+	mark, err := f.e.AuditMark()
+	if err != nil {
+		f.b.Fatal(err)
+	}
+	return rs, mark
+}
+
 // start starts the three replicas with the given schedules and waits for
 // their start-up passes, which must send nothing to Hood.
 func (f *fleet) start(tag string, schedules [3]string, jitter string) []*fleetReplica {
@@ -337,15 +354,7 @@ func benchFleet(b *testing.B, n int, kill time.Duration) {
 
 	// (a) A forced pass sent to one replica, every secret changed first.
 	{
-		rs := f.start("forced", [3]string{"@every 24h", "@every 24h", "@every 24h"}, "0s")
-		if err := w.WriteSecrets(ctx, "forced"); err != nil {
-			b.Fatal(err)
-		}
-		f.w.Hood.Reset()
-		mark, err := e.AuditMark()
-		if err != nil {
-			b.Fatal(err)
-		}
+		rs, mark := f.begin(ctx, "forced", [3]string{"@every 24h", "@every 24h", "@every 24h"}, "0s")
 		t0 := time.Now()
 		pushed, err := forcedPass(rs[1])
 		end := time.Now()
@@ -363,14 +372,7 @@ func benchFleet(b *testing.B, n int, kill time.Duration) {
 		aWall := res.wall
 
 		// (b) The scheduled passes of all three, every secret changed.
-		rs = f.start("scheduled", [3]string{"@every 90s", "@every 90s", "@every 90s"}, "5s")
-		if err := w.WriteSecrets(ctx, "scheduled"); err != nil {
-			b.Fatal(err)
-		}
-		f.w.Hood.Reset()
-		if mark, err = e.AuditMark(); err != nil {
-			b.Fatal(err)
-		}
+		rs, mark = f.begin(ctx, "scheduled", [3]string{"@every 90s", "@every 90s", "@every 90s"}, "5s")
 		// Every integration pushed, then every replica's scheduled pass finished.
 		deadline := time.Now().Add(20 * time.Minute)
 		for f.w.Hood.Count("PATCH") < n || !allScheduled(rs) {
@@ -400,14 +402,7 @@ func benchFleet(b *testing.B, n int, kill time.Duration) {
 
 		// (c) As (a), the holder SIGKILLed mid-pass.
 		if kill > 0 {
-			rs = f.start("kill", [3]string{"@every 24h", "@every 40s", "@every 40s"}, "2s")
-			if err := w.WriteSecrets(ctx, "kill"); err != nil {
-				b.Fatal(err)
-			}
-			f.w.Hood.Reset()
-			if mark, err = e.AuditMark(); err != nil {
-				b.Fatal(err)
-			}
+			rs, mark = f.begin(ctx, "kill", [3]string{"@every 24h", "@every 40s", "@every 40s"}, "2s")
 			t0 = time.Now()
 			go func() { _, _ = forcedPass(rs[0]) }()
 			time.Sleep(kill)

@@ -157,28 +157,13 @@ func followHeld(r passResult, held *wakeups) {
 	if r.err != nil || r.rep.DryRun {
 		return
 	}
-	for name, at := range recheckAt(r.rep) {
-		if at.IsZero() {
-			held.drop(name)
+	for _, o := range r.rep.Outcomes {
+		if o.Recheck == nil {
+			held.drop(o.Name)
 			continue
 		}
-		held.set(name, at)
+		held.set(o.Name, o.Recheck.Add(heldMargin))
 	}
-}
-
-// recheckAt maps each integration of a report to when a pass should look
-// at it again because it was left to another rotator: Outcome.Recheck plus
-// heldMargin; the zero time for the others.
-func recheckAt(rep rotate.Report) map[string]time.Time {
-	out := make(map[string]time.Time, len(rep.Outcomes))
-	for _, o := range rep.Outcomes {
-		var at time.Time
-		if o.Recheck != nil {
-			at = o.Recheck.Add(heldMargin)
-		}
-		out[o.Name] = at
-	}
-	return out
 }
 
 // heldMargin is waited after Outcome.Recheck: a lease's end is compared

@@ -130,9 +130,8 @@ func (b *statusBook) record(rep rotate.Report) {
 
 // failing reports when name's last attempt failed with no push confirmed
 // since (zero: it is not failing), and whether the book knows
-// (rotate.Request.Failing): it
-// does not for an integration with no attempt yet whose saved record could
-// not be read, and the record then decides.
+// (rotate.Request.Failing): it does not for an integration with no attempt
+// yet whose saved record could not be read, and the record then decides.
 func (b *statusBook) failing(name string) (since time.Time, known bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

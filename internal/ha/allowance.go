@@ -253,12 +253,12 @@ func (a *Allowance) Acquire(ctx context.Context) error {
 
 // pollWait is how long a rotator that waits for the allowance sleeps
 // before its next read: Poll at first, doubling with every read that
-// finds it held (by whichever holder), up to MaxPoll (a holder's release is seen at most
-// MaxPoll late, while a pass of minutes costs a few reads a minute, not
-// four a second), and never past the end of the holder's lease.
+// finds it held (by whichever holder), up to MaxPoll (a holder's release
+// is seen at most MaxPoll late, while a pass of minutes costs a few reads
+// a minute, not four a second), and never past the end of the holder's
+// lease.
 func (a *Allowance) pollWait(polls int, until time.Time) time.Duration {
-	wait := a.o.Poll << min(polls, 16)
-	wait = min(max(wait, a.o.Poll), a.o.MaxPoll)
+	wait := min(a.o.Poll<<min(polls, 16), a.o.MaxPoll)
 	return min(wait, max(until.Sub(a.o.Now()), time.Millisecond))
 }
 
@@ -498,8 +498,7 @@ func (a *Allowance) renewLocked(ctx context.Context) error {
 	if !held {
 		return ErrAllowanceLost
 	}
-	now := a.o.Now()
-	until := now.Add(a.o.TTL)
+	until := a.o.Now().Add(a.o.TTL)
 	rctx, cancel := context.WithTimeout(ctx, a.o.Timeout)
 	defer cancel()
 	nv, err := a.o.Vault.WriteDoc(rctx, a.o.Mount, a.o.Path+"/"+allowanceName, a.handover(until), version)

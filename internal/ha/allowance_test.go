@@ -58,6 +58,16 @@ func newAllowanceEnv(t *testing.T) *allowanceEnv {
 	return &allowanceEnv{vault: vaultClient(t, srv, &testkit.SyncBuffer{}), path: uniq("allowance")}
 }
 
+// manualClock makes the env's clock one that moves only when told: it
+// returns its start and the function that moves it.
+func (e *allowanceEnv) manualClock() (time.Time, func(time.Duration)) {
+	var mu sync.Mutex
+	start := time.Now().Truncate(time.Millisecond)
+	now := start
+	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	return start, func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+}
+
 // allowance returns an allowance of identity id on the env's path.
 func (e *allowanceEnv) allowance(t *testing.T, id string, w *window, ttl time.Duration) *ha.Allowance {
 	t.Helper()
@@ -136,10 +146,7 @@ func TestAllowanceHandoverSeedsTheNextHolder(t *testing.T) {
 
 func TestAllowanceDeadHolderCountsItsBudget(t *testing.T) {
 	e := newAllowanceEnv(t)
-	var mu sync.Mutex
-	now := time.Now().Truncate(time.Millisecond)
-	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	now, advance := e.manualClock()
 	const ttl = time.Minute
 	wa := &window{sent: []time.Time{now.Add(-10 * time.Second)}, perMin: 80} // budget 10
 	wb := &window{perMin: 80}
@@ -402,10 +409,7 @@ func TestAllowanceLostRaceReadsAgain(t *testing.T) {
 // and does not seed its limiter again from the holder before it.
 func TestAllowanceTakenBackFromItself(t *testing.T) {
 	e := newAllowanceEnv(t)
-	var mu sync.Mutex
-	now := time.Now().Truncate(time.Millisecond)
-	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	now, advance := e.manualClock()
 	const ttl = time.Minute
 	wb := &window{sent: []time.Time{now.Add(-5 * time.Second)}, perMin: 16}
 	wa := &window{perMin: 16} // budget 2
@@ -479,17 +483,13 @@ func TestAllowanceTakenBackFromItself(t *testing.T) {
 // requests at that later instant, not at a sixth of its own.
 func TestAllowanceDeadHolderStopsByItsOwnTTL(t *testing.T) {
 	e := newAllowanceEnv(t)
-	var mu sync.Mutex
-	now := time.Now().Truncate(time.Millisecond)
-	e.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	now, advance := e.manualClock()
 	a := e.allowance(t, "a#1", &window{perMin: 16}, 30*time.Second)
 	if err := a.Acquire(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	expires := now.Add(30 * time.Second)
-	mu.Lock()
-	now = now.Add(31 * time.Second) // a died; its lease ran out
-	mu.Unlock()
+	advance(31 * time.Second) // a died; its lease ran out
 	wb := &window{perMin: 16}
 	b := e.allowance(t, "b#2", wb, 2*time.Minute)
 	if err := b.Acquire(t.Context()); err != nil {

@@ -21,11 +21,13 @@ func OptionsFrom(cfg config.HA, v Vault, log *slog.Logger) Options {
 }
 
 // AllowanceOptionsFrom returns the options of the fleet's Hood allowance of
-// a validated `ha:` section: the document next to the records, held under
-// the identity of the process's Store, seeding window.
-func AllowanceOptionsFrom(cfg config.HA, v Vault, window Window, identity string, log *slog.Logger) AllowanceOptions {
+// a validated configuration: the document next to the records, held under
+// the identity of the process's Store, seeding window, with the budget of
+// the configuration's hood.rate_limit (the limiter, shared across reloads,
+// takes those limits only when the daemon puts the configuration in force).
+func AllowanceOptionsFrom(cfg *config.Config, v Vault, window Window, identity string, log *slog.Logger) AllowanceOptions {
 	return AllowanceOptions{
-		Vault: v, Mount: cfg.Mount, Path: cfg.Path, Identity: identity, TTL: cfg.LeaseTTL.D(),
-		Skew: cfg.ClockSkew.D(), Window: window, Logger: log,
+		Vault: v, Mount: cfg.HA.Mount, Path: cfg.HA.Path, Identity: identity, TTL: cfg.HA.LeaseTTL.D(),
+		Skew: cfg.HA.ClockSkew.D(), Budget: BudgetFor(cfg.Hood.RateLimit.PerMinute), Window: window, Logger: log,
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ocamba-rotator/rotator/internal/config"
 	"github.com/ocamba-rotator/rotator/internal/state"
 )
 
@@ -157,14 +158,14 @@ func checkName(name string) error {
 }
 
 // NewIdentity is the name a process writes in the leases it holds: label
-// (default: the host name, "rotator" when unknown), "#", and 8 random hex
+// (default: the host name, config.DefaultIdentity when unknown), "#", and 8 random hex
 // digits, so that a restarted process never takes its predecessor's lease
 // for its own.
 func NewIdentity(label string) (string, error) {
 	if label == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
-			h = "rotator"
+			h = config.DefaultIdentity
 		}
 		label = h
 	}

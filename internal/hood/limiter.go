@@ -313,7 +313,6 @@ func (l *Limiter) reserve(inFlight bool) (time.Duration, uint64, <-chan struct{}
 // wait, or blocked and a channel closed when an in-flight request ends.
 // It forgets the finished starts that left the long window. l.mu is held.
 func (l *Limiter) roomLocked(t time.Time) (time.Duration, <-chan struct{}) {
-
 	// Forget finished starts that left the long window: e <= t-long.
 	l.starts = slices.DeleteFunc(l.starts, func(s start) bool {
 		return !s.inFlight && !s.t.After(t.Add(-l.long))

@@ -297,7 +297,7 @@ func (e *Engine) Pass(ctx context.Context, req Request) (Report, error) {
 	cands := e.build(selected, reads, outcomes)
 	jobs := make(chan job)
 	go e.decideAhead(cands, req, outcomes, jobs)
-	e.pushDecided(ctx, req, log, jobs, outcomes)
+	e.pushAll(ctx, req, log, jobs, outcomes)
 	// A pass hands the allowance over when it is done (nothing when it
 	// does not hold it).
 	e.releaseAllowance(ctx, log)
@@ -336,8 +336,6 @@ type candidate struct {
 	in    config.Integration
 	built Built
 	kv    *vault.KV
-	rec   state.Record
-	err   error // reading the record
 }
 
 // build fills each outcome with what the Vault read and the settings say,
@@ -388,11 +386,10 @@ func (e *Engine) decideAhead(cands []candidate, req Request, outcomes []Outcome,
 	go func() {
 		for k := range cands {
 			ahead <- struct{}{} // freed once candidate k-readers was handed on
-			go func(c *candidate, slot chan<- decided) {
-				c.rec, _, c.err = e.state.Get(c.in.Name)
-				j, ok := e.decideOne(*c, req, &outcomes[c.i])
+			go func(c candidate, slot chan<- decided) {
+				j, ok := e.decideOne(c, req, &outcomes[c.i])
 				slot <- decided{j, ok}
-			}(&cands[k], slots[k])
+			}(cands[k], slots[k])
 		}
 	}()
 	for k := range cands {
@@ -404,13 +401,13 @@ func (e *Engine) decideAhead(cands []candidate, req Request, outcomes []Outcome,
 	}
 }
 
-// decideOne applies change detection to a candidate whose record was read:
-// it fills the outcome and returns the push to make, if any. Safe for
+// decideOne reads a candidate's record and applies change detection: it
+// fills the outcome and returns the push to make, if any. Safe for
 // concurrent use on distinct outcomes.
 func (e *Engine) decideOne(c candidate, req Request, o *Outcome) (job, bool) {
-	rec := c.rec
-	if c.err != nil {
-		o.Err = fmt.Errorf("read state: %w", c.err)
+	rec, _, err := e.state.Get(c.in.Name)
+	if err != nil {
+		o.Err = fmt.Errorf("read state: %w", err)
 		return job{}, false
 	}
 	if rec.HeldBy != "" {

@@ -43,38 +43,20 @@ type job struct {
 	kv     *vault.KV
 }
 
-// pushDecided pushes the jobs as they are decided, until jobs is closed.
-// The Hood token is read when the first job comes (a pass that pushes
-// nothing reads none; it expires and is rolled, so every pass that pushes
-// reads it): when it cannot be read, every job fails.
-func (e *Engine) pushDecided(ctx context.Context, req Request, log *slog.Logger, jobs <-chan job, outcomes []Outcome) {
-	first, ok := <-jobs
-	if !ok {
-		return
-	}
-	token, err := e.hoodToken(ctx)
-	if err != nil {
-		log.Error("cannot read the Hood token", "error", err.Error())
-		outcomes[first.i].Err = fmt.Errorf("read Hood token: %w", err)
-		for j := range jobs {
-			outcomes[j.i].Err = fmt.Errorf("read Hood token: %w", err)
+// pushAll runs the jobs as they are decided, until jobs is closed, with
+// at most MaxInFlight in flight; the Hood client's limiter keeps the request
+// rate inside Hood's windows. The Hood token is read once, when the first
+// job comes (a pass that pushes nothing reads none; it expires and is
+// rolled, so every pass that pushes reads it): when it cannot be read,
+// every job fails.
+func (e *Engine) pushAll(ctx context.Context, req Request, log *slog.Logger, ch <-chan job, outcomes []Outcome) {
+	hoodToken := sync.OnceValues(func() (secret.Value, error) {
+		t, err := e.hoodToken(ctx)
+		if err != nil {
+			log.Error("cannot read the Hood token", "error", err.Error())
 		}
-		return
-	}
-	all := make(chan job)
-	go func() {
-		defer close(all)
-		all <- first
-		for j := range jobs {
-			all <- j
-		}
-	}()
-	e.pushAll(ctx, req, token, all, outcomes)
-}
-
-// pushAll runs the jobs with at most MaxInFlight in flight; the Hood
-// client's limiter keeps the request rate inside Hood's windows.
-func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, ch <-chan job, outcomes []Outcome) {
+		return t, err
+	})
 	workers := max(1, e.cfg.Hood.MaxInFlight)
 	var wg sync.WaitGroup
 	for range workers {
@@ -83,7 +65,10 @@ func (e *Engine) pushAll(ctx context.Context, req Request, token secret.Value, c
 			defer wg.Done()
 			for j := range ch {
 				o := &outcomes[j.i]
+				token, terr := hoodToken()
 				switch {
+				case terr != nil:
+					o.Err = fmt.Errorf("read Hood token: %w", terr)
 				case ctx.Err() != nil:
 					o.Err = fmt.Errorf("pass stopped before the push: %w", ctx.Err())
 				case stopped(req.Stop):

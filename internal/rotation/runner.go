@@ -498,8 +498,10 @@ func (r *Runner) passOver(ctx context.Context, ru *run, force bool, notBefore ti
 		wait := min(max(until.Sub(r.o.Now()), 0)+time.Second, r.o.LeaseTTL+time.Second)
 		r.o.Logger.Info("consumers held by another rotator: passing over them again when its lease ends",
 			"rotation", ru.rot.Name, "integrations", held, "wait", wait.String())
-		if err := sleepCtx(ctx, wait); err != nil {
-			return nil, err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
 		}
 		only = held
 	}
@@ -532,18 +534,6 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // confirmAgain, at the end of grace, checks that the secret still holds the

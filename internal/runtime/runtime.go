@@ -214,11 +214,7 @@ func (rt *Runtime) open(cfg *config.Config, opts Options) error {
 		}
 		rt.State = st
 		if !opts.ReadOnly {
-			ao := ha.AllowanceOptionsFrom(cfg.HA, rt.Vault, rt.Limiter, st.Identity(), opts.Logger)
-			// The limiter is shared across reloads and takes this
-			// configuration's limits only when the daemon puts it in force.
-			ao.Budget = ha.BudgetFor(cfg.Hood.RateLimit.PerMinute)
-			if rt.Allowance, err = ha.NewAllowance(ao); err != nil {
+			if rt.Allowance, err = ha.NewAllowance(ha.AllowanceOptionsFrom(cfg, rt.Vault, rt.Limiter, st.Identity(), opts.Logger)); err != nil {
 				return &ConfigError{Err: fmt.Errorf("ha: %w", err)}
 			}
 		}
